@@ -1,0 +1,16 @@
+"""openrlhf-cfpo: Clipping-Free Policy Optimization for OpenRLHF 0.11.2.
+
+``patch_openrlhf`` and ``ray_runtime_env`` are loaded on first use, so that importing the package
+(and ``openrlhf-cfpo --help``) stays fast.
+"""
+
+__version__ = "0.1.0"
+__all__ = ["patch_openrlhf", "ray_runtime_env", "__version__"]
+
+
+def __getattr__(name):
+    if name in ("patch_openrlhf", "ray_runtime_env"):
+        from openrlhf_cfpo import openrlhf_patch
+
+        return getattr(openrlhf_patch, name)
+    raise AttributeError(f"module 'openrlhf_cfpo' has no attribute {name!r}")

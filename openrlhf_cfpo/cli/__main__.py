@@ -1,0 +1,5 @@
+import sys
+
+from openrlhf_cfpo.cli.main import main
+
+sys.exit(main())

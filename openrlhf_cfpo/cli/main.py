@@ -1,0 +1,47 @@
+"""``openrlhf-cfpo COMMAND``: one console script, a sub-command per job.
+
+Each sub-command is a module ``openrlhf_cfpo.cli.<name>`` defining ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args, passthrough) -> int``; optional ``PARSER_KWARGS`` and
+``PASSTHROUGH = True`` (unparsed arguments go to ``run`` instead of being an error). Sub-command
+modules import nothing heavy at top level, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import List, Optional
+
+SUBCOMMANDS = ("train",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openrlhf-cfpo",
+        description="Clipping-Free Policy Optimization for OpenRLHF 0.11.2: train, lab, evaluate, report.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        module = importlib.import_module(f"openrlhf_cfpo.cli.{name}")
+        sub = commands.add_parser(
+            name, help=module.HELP, description=module.__doc__, **getattr(module, "PARSER_KWARGS", {})
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args, passthrough = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    module = args._module
+    if passthrough and not getattr(module, "PASSTHROUGH", False):
+        parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
+    return module.run(args, passthrough)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Run OpenRLHF 0.11.2's PPO driver (openrlhf.cli.train_ppo_ray) with CFPO registered.
+
+Every OpenRLHF argument is accepted as is, parsed by OpenRLHF's own parser, which gains the choice
+``--actor.policy_loss_type cfpo`` and the short alias ``--policy_loss``. ``--dry-run`` parses and
+validates, prints the resolved arguments as JSON (dotted keys) and exits without starting Ray.
+``openrlhf-cfpo train --help`` shows OpenRLHF's full argument list.
+"""
+
+from __future__ import annotations
+
+HELP = "OpenRLHF's PPO driver with --actor.policy_loss_type cfpo (takes every OpenRLHF 0.11.2 argument)"
+PARSER_KWARGS = {"add_help": False, "allow_abbrev": False}
+PASSTHROUGH = True
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="parse and validate, print the resolved arguments as JSON, do not start Ray",
+    )
+
+
+def run(args, passthrough) -> int:
+    from openrlhf_cfpo.cli.train_ppo_ray import run_driver
+
+    return run_driver(passthrough, dry_run=args.dry_run)

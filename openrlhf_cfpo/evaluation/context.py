@@ -1,0 +1,46 @@
+"""What every benchmark receives: where to write, where data lives, how to generate and to judge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Protocol, Sequence
+
+Conversation = Sequence[Dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": str}, ...]
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """Sampling for one benchmark's generations (the same for every backend)."""
+
+    max_new_tokens: int = 1024
+    temperature: float = 0.0
+    top_p: float = 1.0
+
+
+class ChatGenerator(Protocol):
+    """A generation backend (transformers on CPU, vLLM on GPU nodes) with the model's chat template."""
+
+    def generate(self, conversations: Sequence[Conversation], sampling: SamplingSettings) -> List[str]:
+        """One assistant reply per conversation, in order."""
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    """An OpenAI-compatible chat-completions endpoint; None fields take each benchmark's default."""
+
+    model: Optional[str] = None
+    base_url: Optional[str] = None
+    concurrency: int = 8
+    api_key_env: str = "OPENAI_API_KEY"
+
+
+@dataclass
+class EvalContext:
+    out_dir: Path  # OUT; a benchmark writes into OUT/<NAME>/
+    data_dir: Optional[Path] = None  # laid out like ../shared/benchmarks; None = download and cache
+    limit: Optional[int] = None  # first N items, for smoke runs
+    generator: Optional[ChatGenerator] = None  # None when scoring --responses
+    responses: Optional[Path] = None  # answers in the benchmark's official format
+    judge: JudgeSettings = field(default_factory=JudgeSettings)
+    model_name: str = "model"

@@ -1,0 +1,42 @@
+"""openrlhf-cfpo: Clipping-Free Policy Optimization as a drop-in objective for OpenRLHF 0.11.2."""
+
+from setuptools import find_packages, setup
+
+OPENRLHF_VERSION = "0.11.2"
+
+setup(
+    name="openrlhf-cfpo",
+    version="0.1.0",
+    description="Clipping-Free Policy Optimization (CFPO) for OpenRLHF: patch, recipes, CPU lab, evaluation, reports",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["openrlhf_cfpo", "openrlhf_cfpo.*"]),
+    install_requires=[
+        "torch>=2.4",
+        "transformers==5.15.0",
+        "numpy",
+        "matplotlib",
+        "pyyaml",
+        "tqdm",
+        "math-verify==0.9.0",
+    ],
+    extras_require={
+        # GPU nodes: OpenRLHF with vLLM, and flash-attn (needs CUDA to build).
+        "gpu": [f"openrlhf[vllm]=={OPENRLHF_VERSION}", "flash-attn==2.8.3"],
+        "eval": [
+            "lm-eval==0.4.13",
+            "alpaca-eval==0.6.6",
+            "openai>=1.5",
+            # IFEval scoring (lm-eval's `ifeval` extra)
+            "langdetect",
+            "immutabledict",
+            "nltk",
+            # alpaca_eval 0.6.6 imports pkg_resources, removed in setuptools 81.
+            "setuptools<81",
+        ],
+        "test": ["pytest>=8"],
+    },
+    entry_points={"console_scripts": ["openrlhf-cfpo=openrlhf_cfpo.cli.main:main"]},
+)

@@ -1,0 +1,3 @@
+from _unavailable import unavailable
+
+all_gather = unavailable("flash_attn.utils.distributed.all_gather")

@@ -1,0 +1,3 @@
+from _unavailable import unavailable
+
+TokensPrompt = unavailable("vllm.inputs.TokensPrompt")
