@@ -134,18 +134,20 @@ def run_driver(argv: List[str], dry_run: bool = False) -> int:
     """Run OpenRLHF's PPO driver on ``argv`` with CFPO registered; returns the exit code."""
     from openrlhf_cfpo.openrlhf_patch import patch_openrlhf
 
-    try:
-        patch_openrlhf()
-    except RuntimeError as err:
-        print(f"openrlhf-cfpo train: error: {err}", file=sys.stderr)
-        return 1
     resolved: Dict[str, Any] = {}
-    # A dry run keeps stdout for the JSON; OpenRLHF prints its warnings there.
+    # A dry run keeps stdout for the JSON. OpenRLHF prints warnings there, and DeepSpeed's logger
+    # binds its handler to sys.stdout when first imported (inside patch_openrlhf), so both go to stderr.
     stdout_guard = contextlib.redirect_stdout(sys.stderr) if dry_run else contextlib.nullcontext()
     try:
-        with upstream_driver_hooks(dry_run, resolved), _replaced(sys, "argv", [UPSTREAM_MODULE, *argv]):
-            with stdout_guard:
+        with stdout_guard:
+            patch_openrlhf()
+            with upstream_driver_hooks(dry_run, resolved), _replaced(sys, "argv", [UPSTREAM_MODULE, *argv]):
                 runpy.run_module(UPSTREAM_MODULE, run_name="__main__", alter_sys=True)
+    except RuntimeError as err:
+        if "args" in resolved:
+            raise  # raised by training, not by the version check
+        print(f"openrlhf-cfpo train: error: {err}", file=sys.stderr)
+        return 1
     except CommandLineError as err:
         print(f"openrlhf-cfpo train: error: {err}", file=sys.stderr)
         return 2
