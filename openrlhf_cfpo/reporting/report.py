@@ -129,16 +129,19 @@ def write_figures(runs: Sequence[TrainingRun], figures_dir: str, notes: List[str
         if metric in run.series
     ]
     for run in runs:
-        notes.extend(missing_metric_note(run.label, m) for m in FIGURE_METRICS if m not in run.series)
+        notes.extend(missing_metric_note(run, m) for m in FIGURE_METRICS if m not in run.series)
     logged = {curve.metric for curve in curves}
     written = []
     for stem, title, metrics in FIGURES:
+        path = os.path.join(figures_dir, f"{stem}.png")
         present = [m for m in metrics if m in logged]
         if not present:
             notes.append(f"figure {stem}.png skipped: no run logged {', '.join(metrics)}")
+            if os.path.exists(path):  # left by an earlier report into the same folder
+                os.remove(path)
             continue
-        path = os.path.join(figures_dir, f"{stem}.png")
-        plot_metric_grid([c for c in curves if c.metric in present], present, path, title=title)
+        empty_cells = plot_metric_grid([c for c in curves if c.metric in present], present, path, title=title)
+        notes.extend(f"figure {stem}.png: {note}" for note in empty_cells)
         written.append(path)
     return written
 

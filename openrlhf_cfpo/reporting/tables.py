@@ -79,7 +79,8 @@ class Table:
             decimals = {c: column_decimals([row.get(c) for row in self.rows]) for c in self.columns}
             for row in self.rows:
                 lines.append("| " + " | ".join(markdown_cell(row.get(c), decimals[c]) for c in self.columns) + " |")
-        lines.extend(f"\n- {note}" for note in self.notes)
+        if self.notes:
+            lines += [""] + [f"- {note}" for note in self.notes]
         return "\n".join(lines) + "\n"
 
 

@@ -93,15 +93,19 @@ class TrainingRun:
 
     label: str
     source: str
+    kind: str  # "openrlhf" (tensorboard and/or wandb logs) or "lab" (metrics.jsonl)
     settings: RunSettings = field(default_factory=RunSettings)
     series: Dict[str, Series] = field(default_factory=dict)
 
 
-def missing_metric_note(label: str, name: str) -> str:
-    """The note for a run that never logged ``name``, with the flag that would log it."""
+def missing_metric_note(run: TrainingRun, name: str) -> str:
+    """The note for a run that never logged ``name``; for OpenRLHF runs, the tags looked for and
+    the flag that would log it."""
+    if run.kind == "lab":
+        return f"run {run.label}: no {name} in {run.source}"
     source = _SOURCES_BY_NAME[name]
     hint = f" ({source.missing_hint})" if source.missing_hint else ""
-    return f"run {label}: no {name} logged (looked for {', '.join(source.tags)}){hint}"
+    return f"run {run.label}: no {name} logged (looked for {', '.join(source.tags)}){hint}"
 
 
 def _sorted_series(points: Dict[int, float]) -> Series:
@@ -285,7 +289,7 @@ def read_lab_runs(path: str, folder_label: str, notes: List[str]) -> List[Traini
         notes.append(f"{path}: skipped, unreadable lab metrics ({err})")
         return []
     cells: Dict[Tuple, List[dict]] = {}
-    for row in rows:
+    for row in (r for r in rows if r.get("step") is not None):
         cells.setdefault(tuple(row.get(key) for key in LAB_RUN_KEYS), []).append(row)
     varying = [k for i, k in enumerate(LAB_RUN_KEYS) if len({cell[i] for cell in cells}) > 1]
     runs = []
@@ -300,6 +304,7 @@ def read_lab_runs(path: str, folder_label: str, notes: List[str]) -> List[Traini
             TrainingRun(
                 label=f"{folder_label}/{_lab_cell_suffix(key, varying)}" if len(cells) > 1 else folder_label,
                 source=path,
+                kind="lab",
                 settings=RunSettings(objective=objective, iterations=iterations, batch_ratio=batch_ratio),
                 series=series,
             )
@@ -386,6 +391,9 @@ def _tensorboard_run(run_dir: str, label: str, notes: List[str]) -> Optional[Tra
     except ImportError:
         notes.append(f"{run_dir}: skipped, reading tensorboard logs needs `pip install tensorboard`")
         return None
+    except OSError as err:
+        notes.append(f"{run_dir}: skipped, event files not readable ({err})")
+        return None
     series = map_openrlhf_scalars(scalars)
     if not series:
         notes.append(
@@ -395,7 +403,7 @@ def _tensorboard_run(run_dir: str, label: str, notes: List[str]) -> Optional[Tra
         return None
     args = saved_args_in_folder(run_dir)
     settings = settings_from_openrlhf_args(args) if args else RunSettings()
-    return TrainingRun(label=label, source=run_dir, settings=settings, series=series)
+    return TrainingRun(label=label, source=run_dir, kind="openrlhf", settings=settings, series=series)
 
 
 def _wandb_run(run_dir: str, wandb_file: str, notes: List[str]) -> Optional[TrainingRun]:
@@ -414,7 +422,8 @@ def _wandb_run(run_dir: str, wandb_file: str, notes: List[str]) -> Optional[Trai
         notes.append(f"{path}: no OpenRLHF training metrics in its history (empty log)")
         return None
     settings = settings_from_openrlhf_args(args) if "actor.policy_loss_type" in args else RunSettings()
-    return TrainingRun(label=run.name or os.path.basename(run_dir), source=path, settings=settings, series=series)
+    label = run.name or os.path.basename(run_dir)
+    return TrainingRun(label=label, source=path, kind="openrlhf", settings=settings, series=series)
 
 
 def _merge_wandb_into(run: TrainingRun, extra: TrainingRun) -> None:

@@ -67,6 +67,7 @@ def test_diagnose_reads_each_metric_and_leaves_missing_ones_empty():
     run = TrainingRun(
         label="r",
         source="memory",
+        kind="lab",
         series={
             "reward_mean": (steps, [0.1] * 20),
             "clip_ratio": (steps, [0.01 + 0.002 * s for s in steps]),  # slope 0.002/step = 0.2 per 100

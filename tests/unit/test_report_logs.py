@@ -1,7 +1,14 @@
 """reporting.training_logs without event files: tag mapping, lab metrics.jsonl, labels, bad wandb files."""
 
+from pathlib import Path
+
 from openrlhf_cfpo.reporting.metrics import MetricsWriter
-from openrlhf_cfpo.reporting.training_logs import discover_training_runs, map_openrlhf_scalars
+from openrlhf_cfpo.reporting.training_logs import (
+    OPENRLHF_METRICS,
+    discover_training_runs,
+    map_openrlhf_scalars,
+    missing_metric_note,
+)
 
 
 def test_mapping_prefers_rollout_stats_and_averages_eval_datasources():
@@ -39,6 +46,8 @@ def test_lab_metrics_give_one_run_per_cell(tmp_path):
     assert runs["sweep/cfpo_it4"].settings.objective == "cfpo" and runs["sweep/cfpo_it4"].settings.iterations == 4
     assert runs["sweep/cfpo_it4"].series["reward_mean"] == ([0, 1, 2], [4.0, 4.25, 4.5])
     assert runs["single"].series["accuracy"] == ([0, 2], [0.0, 0.25])  # null steps left out
+    # a lab run's missing metric is named without OpenRLHF's tags and flags
+    assert missing_metric_note(runs["single"], "entropy") == f"run single: no entropy in {runs['single'].source}"
 
 
 def test_same_folder_name_twice_is_labelled_by_path(tmp_path):
@@ -60,3 +69,13 @@ def test_unreadable_inputs_become_notes(tmp_path):
     assert any("run-abc.wandb: skipped, unreadable wandb run (not a wandb datastore" in n for n in notes)
     assert any("metrics.jsonl: skipped, unreadable lab metrics" in n for n in notes)
     assert any("missing: not a folder, skipped" in n for n in notes)
+
+
+def test_docs_print_the_mapping_table():
+    """docs/reports.md carries OPENRLHF_METRICS row for row, so the documented mapping is the used one."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "reports.md").read_text(encoding="utf-8")
+    rows = {" ".join(line.split()) for line in docs.splitlines()}
+    for source in OPENRLHF_METRICS:
+        tags = ", ".join(f"`{tag}`" for tag in source.tags)
+        row = f"| `{source.name}` | {tags} | {source.meaning} | {source.missing_hint} |"
+        assert " ".join(row.split()) in rows
