@@ -183,6 +183,12 @@ def build_report(inputs: ReportInputs, out: str) -> ReportResult:
     """Read every input, write all tables, figures and report.md under ``out``."""
     if not inputs.runs and not inputs.evals:
         raise ReportInputError("nothing to report: give training logs with --runs DIR and/or results with --evals PATH")
+    for path in inputs.runs:
+        if not os.path.isdir(path):
+            raise ReportInputError(f"--runs {path}: no such folder; pass folders that hold training logs")
+    for path in inputs.evals:
+        if not os.path.exists(path):
+            raise ReportInputError(f"--evals {path}: no such file or folder; pass results.json files or their folders")
     result = ReportResult(out=out)
     notes = result.notes
     labels = read_labels_yaml(inputs.labels) if inputs.labels else {}

@@ -440,9 +440,6 @@ def discover_training_runs(roots: Sequence[str], notes: List[str]) -> List[Train
     with the path below the root where two folders share a name."""
     found: List[Tuple[str, str, TrainingRun]] = []  # (kind, relative path, run)
     for root in roots:
-        if not os.path.isdir(root):
-            notes.append(f"{root}: not a folder, skipped (--runs takes training-log folders)")
-            continue
         before = len(found)
         root_name = os.path.basename(os.path.normpath(root))
         for folder, _, files in sorted(os.walk(root)):

@@ -242,6 +242,8 @@ def test_bad_input_is_one_error_line(inputs, tmp_path, capsys):
     assert "unknown setting 'objectve'" in capsys.readouterr().err
     assert main(["report", "--out", out]) == 2
     assert "nothing to report" in capsys.readouterr().err
+    assert main(["report", "--runs", str(tmp_path / "typo"), "--out", out]) == 2
+    assert capsys.readouterr().err.strip().endswith("typo: no such folder; pass folders that hold training logs")
 
 
 def test_mapped_tags_are_the_ones_openrlhf_writes():

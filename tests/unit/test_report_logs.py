@@ -65,10 +65,10 @@ def test_unreadable_inputs_become_notes(tmp_path):
     (tmp_path / "lab").mkdir()
     (tmp_path / "lab" / "metrics.jsonl").write_text('{"step": 1}\nnot json\n{"step": 2}\n')
     notes = []
-    assert discover_training_runs([str(tmp_path), str(tmp_path / "missing")], notes) == []
+    assert discover_training_runs([str(tmp_path)], notes) == []
     assert any("run-abc.wandb: skipped, unreadable wandb run (not a wandb datastore" in n for n in notes)
     assert any("metrics.jsonl: skipped, unreadable lab metrics" in n for n in notes)
-    assert any("missing: not a folder, skipped" in n for n in notes)
+    assert any("no training logs found" in n for n in notes)
 
 
 def test_docs_print_the_mapping_table():
