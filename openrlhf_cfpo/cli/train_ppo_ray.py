@@ -13,7 +13,9 @@ hooked, and restored afterwards:
   the resolved namespace is kept for ``--dry-run``;
 - ``ray.init``: ``ray_runtime_env()`` (the worker setup hook) is merged into OpenRLHF's own
   runtime_env; with ``--dry-run`` the run stops here, after all of OpenRLHF's validation and
-  before any Ray process starts.
+  before any Ray process starts. Otherwise the run record (resolved arguments, package versions,
+  git SHA; ``RUN_RECORD``) is written into ``--ckpt.output_dir`` and, with tensorboard logging,
+  into the run's tensorboard folder, where ``openrlhf-cfpo report`` reads it.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import runpy
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Dict, Iterator, List
 
 UPSTREAM_MODULE = "openrlhf.cli.train_ppo_ray"
+RUN_RECORD = "openrlhf_cfpo_run.json"
 POLICY_LOSS_FLAG = "--actor.policy_loss_type"
 POLICY_LOSS_ALIAS = "--policy_loss"
 
@@ -63,18 +68,43 @@ def validate_cfpo_arguments(args: SimpleNamespace) -> None:
         raise CommandLineError(str(err)) from None
 
 
-def with_cfpo_runtime_env(runtime_env: Dict[str, Any] | None) -> Dict[str, Any]:
-    """``runtime_env`` plus ``ray_runtime_env()``; a different setup hook already there is an error."""
+def job_runtime_env() -> Dict[str, Any]:
+    """The runtime_env of the Ray job this driver runs in (``ray job submit --runtime-env-json``).
+
+    Ray passes the job's config to the driver in the environment variable RAY_JOB_CONFIG_JSON_ENV_VAR
+    and merges it with the driver's ``ray.init(runtime_env=...)``; in Ray 2.55 a key present in both
+    is a conflict (ValueError), even with the same value.
+    """
+    job_config = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    return dict(json.loads(job_config).get("runtime_env") or {}) if job_config else {}
+
+
+def with_cfpo_runtime_env(runtime_env: Dict[str, Any] | None, job_env: Dict[str, Any] | None = None) -> Dict[str, Any]:
+    """``runtime_env`` plus ``ray_runtime_env()``, leaving out what the job's ``job_env`` already sets
+    to the same value; a different setup hook in either is an error naming the fix."""
     from openrlhf_cfpo.openrlhf_patch import ray_runtime_env
 
-    merged = dict(runtime_env or {})
+    merged, job_env = dict(runtime_env or {}), job_env or {}
     for key, value in ray_runtime_env().items():
-        if merged.get(key, value) != value:
-            raise CommandLineError(
-                f"runtime_env already sets {key}={merged[key]!r}; openrlhf-cfpo needs {value!r} there"
-            )
-        merged[key] = value
+        for source, env in (("the Ray job's --runtime-env-json", job_env), ("runtime_env", merged)):
+            if env.get(key, value) != value:
+                raise CommandLineError(f"{source} sets {key}={env[key]!r}; openrlhf-cfpo needs {value!r} there")
+        if key not in job_env:
+            merged[key] = value
     return merged
+
+
+def write_run_records(args: SimpleNamespace) -> List[Path]:
+    """The run record next to the checkpoints and, with tensorboard logging, next to the events."""
+    from openrlhf_cfpo.runinfo import write_run_record
+
+    folders = [Path(args.ckpt.output_dir)]
+    if args.logger.tensorboard_dir:  # OpenRLHF's TensorboardLogger writes to <dir>/<wandb run name>
+        folders.append(Path(args.logger.tensorboard_dir) / args.logger.wandb.run_name)
+    config = flatten_namespace(args)
+    for folder in folders:
+        write_run_record(folder / RUN_RECORD, config)
+    return [folder / RUN_RECORD for folder in folders]
 
 
 @contextlib.contextmanager
@@ -117,9 +147,10 @@ def upstream_driver_hooks(dry_run: bool, resolved: Dict[str, Any]) -> Iterator[N
 
     def ray_init(*args, runtime_env=None, **kwargs):
         resolved["validated"] = True
-        runtime_env = with_cfpo_runtime_env(runtime_env)
+        runtime_env = with_cfpo_runtime_env(runtime_env, job_runtime_env())
         if dry_run:
             raise _DryRunComplete()
+        write_run_records(resolved["args"])
         return upstream_ray_init(*args, runtime_env=runtime_env, **kwargs)
 
     with contextlib.ExitStack() as stack:

@@ -11,11 +11,8 @@ note in report.md and the log; the rest of the report is still produced.
 
 from __future__ import annotations
 
-import importlib.metadata
-import json
 import logging
 import os
-import subprocess
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence
 
@@ -24,6 +21,7 @@ from openrlhf_cfpo.reporting.eval_results import EvalScores, read_eval_results
 from openrlhf_cfpo.reporting.run_settings import RunSettings, read_labels_yaml
 from openrlhf_cfpo.reporting.tables import build_reasoning_table, build_table1, build_table2
 from openrlhf_cfpo.reporting.training_logs import TrainingRun, discover_training_runs, missing_metric_note
+from openrlhf_cfpo.runinfo import atomic_write_text, write_run_record
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +36,6 @@ FIGURES = (
     ("response_length", "Response length", ("response_length_mean",)),
 )
 FIGURE_METRICS = tuple(dict.fromkeys(m for _, _, metrics in FIGURES for m in metrics))
-PROVENANCE_PACKAGES = ("openrlhf-cfpo", "openrlhf", "tensorboard", "wandb", "matplotlib", "pyyaml")
 
 
 class ReportInputError(ValueError):
@@ -58,36 +55,6 @@ class ReportResult:
     out: str
     files: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
-
-
-def _write_text(path: str, text: str) -> None:
-    """Atomic write: a temporary file in the same folder, then rename."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
-def _git_sha() -> Optional[str]:
-    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        done = subprocess.run(
-            ["git", "-C", package_dir, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def _versions() -> Dict[str, Optional[str]]:
-    versions: Dict[str, Optional[str]] = {}
-    for name in PROVENANCE_PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
 
 
 def panel_dimension(runs: Sequence[TrainingRun]) -> str:
@@ -211,7 +178,7 @@ def build_report(inputs: ReportInputs, out: str) -> ReportResult:
     for table in (table1, table2, reasoning, diagnostics):
         for suffix, text in (("csv", table.to_csv()), ("md", markdown_of[table.name])):
             path = os.path.join(out, f"{table.name}.{suffix}")
-            _write_text(path, text)
+            atomic_write_text(path, text)
             result.files.append(path)
 
     figures_dir = os.path.join(out, "figures")
@@ -227,15 +194,12 @@ def build_report(inputs: ReportInputs, out: str) -> ReportResult:
     page += [f"![{os.path.basename(f)}](figures/{os.path.basename(f)})\n" for f in figures] or ["_No figures._\n"]
     page += ["## Notes", ""] + ([f"- {note}" for note in notes] or ["_None._"])
     report_path = os.path.join(out, "report.md")
-    _write_text(report_path, "\n".join(page) + "\n")
+    atomic_write_text(report_path, "\n".join(page) + "\n")
     config_path = os.path.join(out, "report_config.json")
-    config = {
+    write_run_record(config_path, {
         "inputs": asdict(inputs),
         "runs": {run.label: {"source": run.source, **asdict(run.settings)} for run in runs},
         "evaluations": sorted(results),
-        "versions": _versions(),
-        "git_sha": _git_sha(),
-    }
-    _write_text(config_path, json.dumps(config, indent=2, sort_keys=True, default=list) + "\n")
+    })
     result.files += [report_path, config_path]
     return result

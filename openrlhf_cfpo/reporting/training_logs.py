@@ -364,9 +364,10 @@ def openrlhf_args_from_wandb_config(config: Dict[str, object]) -> Dict[str, obje
 
 
 def saved_args_in_folder(folder: str) -> Optional[Dict[str, object]]:
-    """OpenRLHF arguments saved as JSON in ``folder`` (flat dotted keys as ``openrlhf-cfpo train
-    --dry-run`` prints them, or nested groups); the first ``*.json`` that holds
-    ``actor.policy_loss_type`` wins. OpenRLHF itself saves its arguments only in wandb's config."""
+    """OpenRLHF arguments saved as JSON in ``folder``: flat dotted keys as ``openrlhf-cfpo train
+    --dry-run`` prints them, nested groups, or either under ``"config"`` (the run record
+    ``openrlhf-cfpo train`` writes); the first ``*.json`` that holds ``actor.policy_loss_type``
+    wins. OpenRLHF itself saves its arguments only in wandb's config."""
     for name in sorted(os.listdir(folder)):
         if not name.endswith(".json"):
             continue
@@ -376,7 +377,7 @@ def saved_args_in_folder(folder: str) -> Optional[Dict[str, object]]:
         except (OSError, json.JSONDecodeError):
             continue
         if isinstance(content, dict):
-            flat = _flatten(content)
+            flat = _flatten(content.get("config", content))
             if "actor.policy_loss_type" in flat:
                 return flat
     return None

@@ -132,7 +132,7 @@ def test_writes_every_table_figure_and_page(report):
     page = (report / "report.md").read_text()
     assert "Table 1" in page and "Table 2" in page and "Tables 5–10" in page and "](figures/clip_ratio.png)" in page
     config = json.loads((report / "report_config.json").read_text())
-    assert config["inputs"]["baseline"] == "sft" and config["versions"]["tensorboard"]
+    assert config["config"]["inputs"]["baseline"] == "sft" and config["versions"]["tensorboard"]
 
 
 def test_table_numbers_equal_the_inputs(report, inputs):
@@ -223,7 +223,7 @@ def test_wandb_offline_run_gives_series_and_settings(tmp_path, monkeypatch):
     run.finish()
     out = tmp_path / "out"
     assert main(["report", "--runs", str(tmp_path / "wandb"), "--out", str(out)]) == 0
-    runs = json.loads((out / "report_config.json").read_text())["runs"]
+    runs = json.loads((out / "report_config.json").read_text())["config"]["runs"]
     assert runs["cfpo_it8"]["objective"] == "cfpo" and runs["cfpo_it8"]["iterations"] == 8
     assert runs["cfpo_it8"]["kl_beta"] == 0.001 and runs["cfpo_it8"]["batch_ratio"] == 2.0
     row = read_csv(out / "diagnostics.csv")["cfpo_it8"]

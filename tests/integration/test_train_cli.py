@@ -7,7 +7,7 @@ import sys
 import pytest
 import ray
 
-from openrlhf_cfpo.cli.train_ppo_ray import CommandLineError, run_driver, with_cfpo_runtime_env
+from openrlhf_cfpo.cli.train_ppo_ray import RUN_RECORD, CommandLineError, job_runtime_env, run_driver, with_cfpo_runtime_env
 from openrlhf_cfpo.openrlhf_patch import ray_runtime_env
 
 BASE = [
@@ -67,8 +67,9 @@ def test_bad_combinations_fail_with_one_clear_line(capsys, args, message):
         assert "cfpo" in error_lines[0].split("choose from")[1]
 
 
-def test_real_run_passes_the_cfpo_runtime_env_to_ray_init(capsys, monkeypatch):
-    """Without --dry-run the driver calls ray.init with OpenRLHF's runtime_env plus our setup hook."""
+def test_real_run_passes_the_cfpo_runtime_env_to_ray_init(capsys, monkeypatch, tmp_path):
+    """Without --dry-run the driver writes its run record, then calls ray.init with OpenRLHF's
+    runtime_env plus our setup hook."""
     seen = {}
 
     class Stop(Exception):
@@ -80,17 +81,37 @@ def test_real_run_passes_the_cfpo_runtime_env_to_ray_init(capsys, monkeypatch):
 
     monkeypatch.setattr(ray, "init", fake_ray_init)
     with pytest.raises(Stop):
-        run_driver([*BASE, "--policy_loss", "cfpo"])
+        run_driver([*BASE, "--policy_loss", "cfpo", "--ckpt.output_dir", str(tmp_path / "ckpt"),
+                    "--logger.tensorboard_dir", str(tmp_path / "tb"), "--logger.wandb.run_name", "cfpo-run"])
     assert seen["runtime_env"]["worker_process_setup_hook"] == "openrlhf_cfpo.openrlhf_patch.setup_ray_worker"
     assert "NCCL_DEBUG" in seen["runtime_env"]["env_vars"]  # OpenRLHF's own entries are kept
+    for folder in (tmp_path / "ckpt", tmp_path / "tb" / "cfpo-run"):
+        record = json.loads((folder / RUN_RECORD).read_text())
+        assert record["config"]["actor.policy_loss_type"] == "cfpo"
+        assert record["versions"]["openrlhf"] == "0.11.2" and "git_sha" in record
 
 
 def test_runtime_env_merge():
-    assert with_cfpo_runtime_env(None) == ray_runtime_env()
-    merged = with_cfpo_runtime_env({"env_vars": {"A": "1"}, **ray_runtime_env()})
-    assert merged == {"env_vars": {"A": "1"}, **ray_runtime_env()}
+    hook = ray_runtime_env()
+    assert with_cfpo_runtime_env(None) == hook
+    merged = with_cfpo_runtime_env({"env_vars": {"A": "1"}, **hook})
+    assert merged == {"env_vars": {"A": "1"}, **hook}
     with pytest.raises(CommandLineError, match="worker_process_setup_hook"):
         with_cfpo_runtime_env({"worker_process_setup_hook": "somebody.else"})
+
+
+def test_hook_already_in_the_ray_job_runtime_env_is_not_repeated(monkeypatch):
+    """Ray 2.55 refuses a key set both by `ray job submit --runtime-env-json` and by the driver's
+    ray.init, even with the same value: the driver then leaves the hook to the job."""
+    hook = ray_runtime_env()
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {**hook, "pip": ["x"]}}))
+    assert job_runtime_env() == {**hook, "pip": ["x"]}
+    assert with_cfpo_runtime_env({"env_vars": {"A": "1"}}, job_runtime_env()) == {"env_vars": {"A": "1"}}
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {"worker_process_setup_hook": "x.y"}}))
+    with pytest.raises(CommandLineError, match="--runtime-env-json sets worker_process_setup_hook='x.y'"):
+        with_cfpo_runtime_env({}, job_runtime_env())
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    assert job_runtime_env() == {}
 
 
 def test_console_entry_points(tmp_path):

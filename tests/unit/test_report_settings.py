@@ -10,7 +10,9 @@ from openrlhf_cfpo.reporting.run_settings import (
     read_labels_yaml,
     settings_from_openrlhf_args,
 )
+from openrlhf_cfpo.cli.train_ppo_ray import RUN_RECORD
 from openrlhf_cfpo.reporting.training_logs import openrlhf_args_from_wandb_config, saved_args_in_folder
+from openrlhf_cfpo.runinfo import write_run_record
 
 ARGS = {
     "actor.policy_loss_type": "cfpo",
@@ -53,6 +55,9 @@ def test_saved_args_json_flat_or_nested(tmp_path):
     (tmp_path / "args.json").write_text(json.dumps({"actor": {"policy_loss_type": "cfpo"}, "train": {"max_epochs": 8}}))
     assert saved_args_in_folder(str(tmp_path)) == {"actor.policy_loss_type": "cfpo", "train.max_epochs": 8}
     (tmp_path / "args.json").write_text(json.dumps(ARGS))  # flat, as `openrlhf-cfpo train --dry-run` prints
+    assert saved_args_in_folder(str(tmp_path)) == ARGS
+    (tmp_path / "args.json").unlink()
+    write_run_record(tmp_path / RUN_RECORD, ARGS)  # the record `openrlhf-cfpo train` writes
     assert saved_args_in_folder(str(tmp_path)) == ARGS
 
 
