@@ -20,6 +20,7 @@ setup(
         "matplotlib",
         "pyyaml",
         "tqdm",
+        "tensorboard",  # openrlhf-cfpo report reads OpenRLHF's event files
         "math-verify==0.9.0",
     ],
     extras_require={
