@@ -17,12 +17,11 @@ from typing import Dict, List
 
 import pytest
 
-from openrlhf_cfpo.rewards import math_reward
-
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "examples" / "scripts"
 RLHF_RUN = SCRIPTS / "train_rlhf_llama3_8b.sh"
 RLVR_RUN = SCRIPTS / "train_rlvr_math_qwen2.5.sh"
+MATH_REWARD = REPO / "openrlhf_cfpo" / "rewards" / "math_reward.py"
 SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 QWEN_MODELS = [f"Qwen/Qwen2.5-{size}{kind}" for size in ("1.5B", "3B", "7B") for kind in ("", "-Instruct")]
 # Appended to every sweep: each recorded run must end with it (the scripts pass "$@" through).
@@ -62,47 +61,37 @@ def script_env(work: Path, **overrides: str) -> Dict[str, str]:
     return env
 
 
-def run_script(script: Path, env: Dict[str, str], *args: str) -> subprocess.CompletedProcess:
+def run_script(script: Path, env: Dict[str, str], *args: str) -> None:
     result = subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, f"{script.name} failed:\n{result.stderr[-3000:]}"
-    return result
+
+
+DRY_RUN_SETTINGS = {
+    RLHF_RUN: {},
+    RLVR_RUN: {"MODEL": "Qwen/Qwen2.5-7B-Instruct", "MAX_EPOCHS": "2", "BATCH_RATIO": "4"},
+}
 
 
 @pytest.fixture(scope="module")
-def recipes(tmp_path_factory, benchmarks_dir):
-    """Records every script's runs, and dry-runs each single-run script once (concurrently)."""
+def work(tmp_path_factory, benchmarks_dir):
+    """A scratch directory, and the script environment that uses it and the offline MATH train file."""
     work = tmp_path_factory.mktemp("recipes")
     math_train = str(benchmarks_dir / "math_train" / "train.jsonl")
-    # The RLVR script writes the chat-formatted MATH file once; do it before the concurrent runs.
-    run_script(RLVR_RUN, script_env(work, MATH_TRAIN=math_train, LAUNCHER="true"))
+    return work, lambda **settings: script_env(work, MATH_TRAIN=math_train, **settings)
 
-    dry_launcher = f"{sys.executable} -m openrlhf_cfpo.cli train --dry-run"
-    dry_settings = {
-        RLHF_RUN: {},
-        RLVR_RUN: {"MODEL": "Qwen/Qwen2.5-7B-Instruct", "MAX_EPOCHS": "2", "BATCH_RATIO": "4"},
-    }
-    dry_runs = {
-        script: subprocess.Popen(
-            ["bash", str(script)],
-            env=script_env(work, MATH_TRAIN=math_train, LAUNCHER=dry_launcher, **settings),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for script, settings in dry_settings.items()
-    }
 
-    recorder = work / "record_argv"
+@pytest.fixture(scope="module")
+def recipes(work):
+    """The flags of every run each script launches, recorded by a stand-in LAUNCHER."""
+    work_dir, env = work
+    recorder = work_dir / "record_argv"
     recorder.write_text('#!/usr/bin/env bash\nprintf "%s\\0" "$@" > "$(mktemp "$RECORD_DIR/argv.XXXXXX")"\n')
     recorder.chmod(0o755)
 
     def record(name: str, script: Path, *args: str, **settings: str) -> List[Flags]:
-        record_dir = work / "records" / name
+        record_dir = work_dir / "records" / name
         record_dir.mkdir(parents=True)
-        env = script_env(
-            work, MATH_TRAIN=math_train, LAUNCHER=str(recorder), RECORD_DIR=str(record_dir), **settings
-        )
-        run_script(script, env, *args)
+        run_script(script, env(LAUNCHER=str(recorder), RECORD_DIR=str(record_dir), **settings), *args)
         return [parse_flags(path.read_text().split("\0")[:-1]) for path in sorted(record_dir.iterdir())]
 
     runs = {
@@ -111,14 +100,34 @@ def recipes(tmp_path_factory, benchmarks_dir):
         "sample_reuse": record("sample_reuse", SCRIPTS / "sweep_rlvr_sample_reuse.sh", *PASSTHROUGH),
         "batch_ratio": record("batch_ratio", SCRIPTS / "sweep_rlvr_batch_ratio.sh", *PASSTHROUGH),
     }
-    for script, settings in dry_settings.items():
-        runs[f"{script.stem}_flags"] = record(f"{script.stem}_flags", script, **settings)
-    for script, process in dry_runs.items():
+    for script, settings in DRY_RUN_SETTINGS.items():
+        runs[script.stem] = record(script.stem, script, **settings)
+    return runs
+
+
+@pytest.fixture(scope="module")
+def dry_runs(work, recipes):
+    """OpenRLHF's resolved arguments for each single-run script (both dry runs at once).
+    Runs after ``recipes``, which has written the RLVR prompt file they share."""
+    _, env = work
+    launcher = f"{sys.executable} -m openrlhf_cfpo.cli train --dry-run"
+    processes = {
+        script: subprocess.Popen(
+            ["bash", str(script)],
+            env=env(LAUNCHER=launcher, **settings),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for script, settings in DRY_RUN_SETTINGS.items()
+    }
+    resolved = {}
+    for script, process in processes.items():
         out, err = process.communicate(timeout=300)
         assert process.returncode == 0, f"dry run of {script.name} failed:\n{err[-3000:]}"
         # On CPU, DeepSpeed's "Setting accelerator to CPU" warning can precede the JSON on stdout.
-        runs[f"{script.stem}_resolved"] = json.loads(out[out.index("{\n") :])
-    return runs
+        resolved[script] = json.loads(out[out.index("{\n") :])
+    return resolved
 
 
 def test_every_script_is_covered():
@@ -163,7 +172,7 @@ def test_table4_rlhf_runs(recipes):
     assert len({value(f, "--logger.tensorboard_dir") for f in runs}) == 4
 
 
-def check_rlvr_common(flags: Flags, reward_file: Path) -> None:
+def check_rlvr_common(flags: Flags) -> None:
     model = value(flags, "--actor.model_name_or_path")
     assert float(value(flags, "--actor.adam.lr")) == (1e-6 if "7B" in model else 3e-6)
     group = int(value(flags, "--rollout.n_samples_per_prompt"))
@@ -177,7 +186,7 @@ def check_rlvr_common(flags: Flags, reward_file: Path) -> None:
     assert value(flags, "--actor.lr_scheduler") == "cosine"
     assert float(value(flags, "--actor.lr_warmup_ratio")) == 0.1
     assert value(flags, "--algo.advantage.estimator") == "group_norm"
-    assert Path(value(flags, "--reward.remote_url")).samefile(reward_file)
+    assert Path(value(flags, "--reward.remote_url")).samefile(MATH_REWARD)
     assert value(flags, "--data.label_key") == "solution"
     prompts = Path(value(flags, "--data.prompt_dataset"))
     first = json.loads(prompts.read_text(encoding="utf-8").splitlines()[0])
@@ -191,9 +200,8 @@ def batch_ratio(flags: Flags) -> float:
 
 def test_table3_rlvr_runs(recipes):
     runs = recipes["table3"]
-    reward_file = Path(math_reward.__file__)
     for flags in runs:
-        check_rlvr_common(flags, reward_file)
+        check_rlvr_common(flags)
     pairs = sorted((value(f, "--actor.model_name_or_path"), value(f, "--actor.policy_loss_type")) for f in runs)
     assert pairs == sorted((model, loss) for model in QWEN_MODELS for loss in ("ppo", "cfpo"))
     assert len({value(f, "--logger.tensorboard_dir") for f in runs}) == len(runs)
@@ -202,7 +210,7 @@ def test_table3_rlvr_runs(recipes):
 def test_sample_reuse_sweep(recipes):
     runs = recipes["sample_reuse"]
     for flags in runs:
-        check_rlvr_common(flags, Path(math_reward.__file__))
+        check_rlvr_common(flags)
         assert batch_ratio(flags) == 1
     points = sorted((value(f, "--actor.policy_loss_type"), int(value(f, "--train.max_epochs"))) for f in runs)
     assert points == sorted((loss, epochs) for loss in ("ppo", "cfpo") for epochs in (1, 2, 4, 8, 16))
@@ -212,7 +220,7 @@ def test_sample_reuse_sweep(recipes):
 def test_batch_ratio_sweep(recipes):
     runs = recipes["batch_ratio"]
     for flags in runs:
-        check_rlvr_common(flags, Path(math_reward.__file__))
+        check_rlvr_common(flags)
         assert int(value(flags, "--train.max_epochs")) == 1
     points = sorted((value(f, "--actor.policy_loss_type"), batch_ratio(f)) for f in runs)
     assert points == sorted((loss, ratio) for loss in ("ppo", "cfpo") for ratio in (1, 2, 4, 8))
@@ -233,10 +241,11 @@ def assert_resolves_to(flags: Flags, resolved: Dict[str, object]) -> None:
             assert got == values[0], flag
 
 
+@pytest.mark.slow  # two dry runs: each imports OpenRLHF, DeepSpeed and Ray (~10 s of CPU)
 @pytest.mark.parametrize("script", [RLHF_RUN, RLVR_RUN], ids=lambda path: path.stem)
-def test_dry_run_round_trip(recipes, script):
-    (flags,) = recipes[f"{script.stem}_flags"]
-    resolved = recipes[f"{script.stem}_resolved"]
+def test_dry_run_round_trip(recipes, dry_runs, script):
+    (flags,) = recipes[script.stem]
+    resolved = dry_runs[script]
     assert resolved["actor.policy_loss_type"] == "cfpo"
     assert_resolves_to(flags, resolved)
     if script == RLVR_RUN:
