@@ -18,7 +18,10 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterable, List
+from typing import TYPE_CHECKING, Dict, Iterable, List
+
+if TYPE_CHECKING:
+    import datasets
 
 logger = logging.getLogger(__name__)
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
