@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Paper Table 4 (RLHF), one run: RLOO advantages with the PPO-clip surrogate ("RLOO") or with CFPO,
+# Llama-3-8B-SFT-Mixture policy, Llama-3-8B-RM-700K reward model, prompt-collection-v0.1, ZeRO-3,
+# OpenRLHF 0.11.2's hybrid engine on one 8-GPU node. table4_rlhf.sh runs the paper's four runs.
+#
+#   POLICY_LOSS=cfpo KL_COEF=0 bash examples/scripts/train_rlhf_llama3_8b.sh [more OpenRLHF flags]
+#
+# Environment (defaults in brackets):
+#   POLICY_LOSS    ppo (= the paper's RLOO baseline) | cfpo                                 [cfpo]
+#   KL_COEF        KL penalty β to the reference model: 1e-4 | 0 (0 = no reference model)  [1e-4]
+#   GPUS_PER_NODE  GPUs of the node                                                        [8]
+#   OUTPUT_ROOT    runs go to OUTPUT_ROOT/RUN_NAME/{tensorboard,ckpt,model}                [./runs]
+#   RUN_NAME       [rlhf_llama3_8b_<POLICY_LOSS>_kl<KL_COEF>]
+#   LAUNCHER       the command that receives the flags, split on spaces  [openrlhf-cfpo train]
+#                  e.g. "openrlhf-cfpo train --dry-run" (check only) or a `ray job submit` line
+#                  ending in "-- python -m openrlhf_cfpo.cli.train_ppo_ray" (docs/recipes.md).
+# Extra arguments are appended after these flags; for a flag given twice the later value wins.
+set -euo pipefail
+
+POLICY_LOSS="${POLICY_LOSS:-cfpo}"
+KL_COEF="${KL_COEF:-1e-4}"
+GPUS_PER_NODE="${GPUS_PER_NODE:-8}"
+RUN_NAME="${RUN_NAME:-rlhf_llama3_8b_${POLICY_LOSS}_kl${KL_COEF}}"
+RUN_DIR="${OUTPUT_ROOT:-./runs}/${RUN_NAME}"
+read -r -a LAUNCH <<< "${LAUNCHER:-openrlhf-cfpo train}"
+
+ARGS=(
+   --actor.num_nodes 1
+   --actor.num_gpus_per_node "${GPUS_PER_NODE}"
+   --ref.num_nodes 1
+   --ref.num_gpus_per_node "${GPUS_PER_NODE}"
+   --reward.num_nodes 1
+   --reward.num_gpus_per_node "${GPUS_PER_NODE}"
+   --vllm.num_engines "$((GPUS_PER_NODE / 2))"
+   --vllm.tensor_parallel_size 2
+   --vllm.gpu_memory_utilization 0.5
+   --vllm.sync_backend nccl
+   --vllm.enforce_eager
+   --vllm.enable_sleep
+   --ds.enable_sleep
+   --train.colocate_all
+   --actor.model_name_or_path OpenRLHF/Llama-3-8b-sft-mixture
+   --reward.model_name_or_path OpenRLHF/Llama-3-8b-rm-700k
+   --reward.normalize_enable
+   --data.prompt_dataset OpenRLHF/prompt-collection-v0.1
+   --data.input_key context_messages
+   --data.apply_chat_template
+   --data.max_len 2048
+   --rollout.max_new_tokens 1024
+   --rollout.batch_size 512
+   --rollout.n_samples_per_prompt 2
+   --train.batch_size 64
+   --train.max_epochs 1
+   --train.dynamic_batch_enable
+   --train.max_tokens_per_gpu 16384
+   --algo.advantage.estimator rloo
+   --algo.kl.init_coef "${KL_COEF}"
+   --actor.policy_loss_type "${POLICY_LOSS}"
+   --actor.eps_clip 0.2
+   --actor.entropy_coef 0
+   --actor.adam.lr 5e-7
+   --actor.gradient_checkpointing_enable
+   --ds.zero_stage 3
+   --ds.param_dtype bf16
+   --ds.packing_samples
+   --logger.tensorboard_dir "${RUN_DIR}/tensorboard"
+   --ckpt.path "${RUN_DIR}/ckpt"
+   --ckpt.output_dir "${RUN_DIR}/model"
+   --ckpt.save_hf
+)
+
+set -x
+"${LAUNCH[@]}" "${ARGS[@]}" "$@"
