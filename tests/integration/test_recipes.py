@@ -125,8 +125,7 @@ def dry_runs(work, recipes):
     for script, process in processes.items():
         out, err = process.communicate(timeout=300)
         assert process.returncode == 0, f"dry run of {script.name} failed:\n{err[-3000:]}"
-        # On CPU, DeepSpeed's "Setting accelerator to CPU" warning can precede the JSON on stdout.
-        resolved[script] = json.loads(out[out.index("{\n") :])
+        resolved[script] = json.loads(out)  # stdout holds the JSON alone
     return resolved
 
 
