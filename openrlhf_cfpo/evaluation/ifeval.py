@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
+import random
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
@@ -54,13 +55,26 @@ def read_responses(path: Path, prompts: Sequence[Dict[str, Any]]) -> List[Dict[s
 
 
 def score(answered: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Per-prompt verdicts by lm-eval's ``process_results`` (strict and loose)."""
+    """Per-prompt verdicts by lm-eval's ``process_results`` (strict and loose), reproducibly.
+
+    Two checkers draw randomness: langdetect (language and letter-case checks), seeded its documented
+    way; and ``letter_frequency``, which picks a random letter when the prompt's "letter" is not one
+    (keys 1122 '#', 1129 '!'), so Python's ``random`` is seeded with each prompt's key while scoring
+    it (the caller's random state is restored afterwards).
+    """
+    from langdetect import DetectorFactory
     from lm_eval.tasks.ifeval.utils import process_results
 
+    DetectorFactory.seed = 0
+    state = random.getstate()
     verdicts = []
-    for doc in answered:
-        verdict = process_results(doc, [doc["response"]])
-        verdicts.append({"key": doc["key"], "prompt": doc["prompt"], "response": doc["response"], **verdict})
+    try:
+        for doc in answered:
+            random.seed(doc["key"])
+            verdict = process_results(doc, [doc["response"]])
+            verdicts.append({"key": doc["key"], "prompt": doc["prompt"], "response": doc["response"], **verdict})
+    finally:
+        random.setstate(state)
     return verdicts
 
 
