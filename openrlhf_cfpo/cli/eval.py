@@ -1,7 +1,8 @@
 """Evaluate a checkpoint the way the paper does: alignment (AlpacaEval 2.0, Arena-Hard v0.1, MT-Bench,
 IFEval), capability (OpenLLM leaderboard v1 tasks through lm-eval) and reasoning (MATH500, GSM8K,
 AIME24, GPQA-Diamond). Writes OUT/results.json (stable keys), OUT/results.md, OUT/run_config.json
-and one folder per benchmark with its raw generations and judgments. See docs/evaluation.md.
+(resolved config, package versions, git SHA) and one folder per benchmark with its raw generations,
+judgments, results.md and run_config.json. See docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def evaluate(config: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
             seed=config["seed"],
             max_new_tokens_cap=config["max_new_tokens"],
         )
-        (out_dir / module.NAME).mkdir(parents=True, exist_ok=True)
+        write_run_config(out_dir / module.NAME, {**config, "benchmarks": {name: tasks}})
         logger.info("%s (%s): starting", module.NAME, module.PROTOCOL)
         started = time.monotonic()
         metrics = module.run(ctx)

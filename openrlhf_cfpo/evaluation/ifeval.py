@@ -98,8 +98,7 @@ def run(ctx: EvalContext) -> Dict[str, Any]:
     prompts = read_jsonl(locate(INPUT, ctx.data_dir), required=PROMPT_FIELDS)
     if ctx.responses is not None:
         answered = read_responses(ctx.responses, prompts)[: ctx.limit]
-        unanswered = len(prompts) - len({doc["key"] for doc in answered})
-        if unanswered and ctx.limit is None:
+        if ctx.limit is None and len(answered) < len(prompts):
             logger.warning("%s answers %d of %d IFEval prompts; scoring those", ctx.responses, len(answered), len(prompts))
     else:
         if ctx.generator is None:
