@@ -29,18 +29,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "openllm, reasoning, math500, gsm8k, aime24, gpqa_diamond, or MODULE.TASK (e.g. openllm.mmlu)",
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--backend", choices=("vllm", "hf"), help="generation backend (default: vllm on a GPU node, else hf)")
+    parser.add_argument(
+        "--backend", choices=("vllm", "hf"), help="generation backend (default: vllm on a GPU node, else hf)"
+    )
     parser.add_argument("--judge-model", help="judge model name (default: each benchmark's paper default)")
     parser.add_argument("--judge-base-url", help="OpenAI-compatible endpoint of the judge (default: OpenAI)")
-    parser.add_argument("--data-dir", type=Path, help="local benchmark files laid out like ../shared/benchmarks (default: download and cache)")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N items of each benchmark/task (smoke runs)")
-    parser.add_argument("--responses", type=Path, help="score these answers (the benchmark's official format) without a model")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="local benchmark files laid out like ../shared/benchmarks (default: download and cache)",
+    )
+    parser.add_argument("--limit", type=int, help="only the first N items of each benchmark/task (smoke runs)")
+    parser.add_argument(
+        "--responses", type=Path, help="score these answers (the benchmark's official format) without a model"
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent judge requests (default 8)")
-    parser.add_argument("--max-new-tokens", type=int, help="cap on generated tokens per reply (default: each benchmark's protocol)")
-    parser.add_argument("--model-name", help="name of the evaluated model in outputs (default: the --model folder name)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, help="cap on generated tokens per reply (default: each benchmark's protocol)"
+    )
+    parser.add_argument("--model-name", help="name of the evaluated model in outputs (default: the --model folder)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--suites", type=Path, help="suite file (default: evaluation/suites.yaml of this checkout)")
-
 
 def resolve_config(args: argparse.Namespace) -> Dict[str, Any]:
     """Validate the flags together; return the resolved configuration (raises ValueError naming the fix)."""
@@ -66,11 +75,14 @@ def resolve_config(args: argparse.Namespace) -> Dict[str, Any]:
             raise ValueError(f"--responses {args.responses} does not exist")
     elif not args.model:
         raise ValueError("--model is required (a checkpoint folder or Hugging Face id) unless --responses is given")
-    for flag, value in (("--limit", args.limit), ("--concurrency", args.concurrency), ("--max-new-tokens", args.max_new_tokens)):
+    counts = (("--limit", args.limit), ("--concurrency", args.concurrency), ("--max-new-tokens", args.max_new_tokens))
+    for flag, value in counts:
         if value is not None and value < 1:
             raise ValueError(f"{flag} must be a positive integer, got {value}")
     if args.data_dir is not None and not args.data_dir.is_dir():
-        raise ValueError(f"--data-dir {args.data_dir} is not a folder: point it at a copy laid out like ../shared/benchmarks")
+        raise ValueError(
+            f"--data-dir {args.data_dir} is not a folder: point it at a copy laid out like ../shared/benchmarks"
+        )
     model_name = args.model_name or (Path(args.model).name if args.model else args.responses.stem)
     return {
         "model": args.model,

@@ -99,7 +99,9 @@ def run(ctx: EvalContext) -> Dict[str, Any]:
     if ctx.responses is not None:
         answered = read_responses(ctx.responses, prompts)[: ctx.limit]
         if ctx.limit is None and len(answered) < len(prompts):
-            logger.warning("%s answers %d of %d IFEval prompts; scoring those", ctx.responses, len(answered), len(prompts))
+            logger.warning(
+                "%s answers %d of %d IFEval prompts; scoring those", ctx.responses, len(answered), len(prompts)
+            )
     else:
         if ctx.generator is None:
             raise ValueError("ifeval needs --model (to generate) or --responses (answers to score)")

@@ -191,9 +191,14 @@ def _in_memory_dataset(splits: Splits) -> Callable[..., Any]:
 
 
 def _mmlu_subjects(task_manager) -> List[str]:
-    names = [n for n, e in task_manager.task_index.items() if e.yaml_path and e.yaml_path.parent.name == "default"
-             and e.yaml_path.parent.parent.name == "mmlu" and n.startswith("mmlu_") and e.kind.name == "TASK"]
-    return sorted(n[len("mmlu_"):] for n in names)
+    """The 57 subjects of lm-eval's default MMLU: its tasks ``mmlu_<subject>`` in ``tasks/mmlu/default/``."""
+    subjects = []
+    for name, entry in task_manager.task_index.items():
+        path = entry.yaml_path
+        if entry.kind.name == "TASK" and name.startswith("mmlu_") and path is not None:
+            if (path.parent.parent.name, path.parent.name) == ("mmlu", "default"):
+                subjects.append(name[len("mmlu_") :])
+    return sorted(subjects)
 
 
 def _configs_for(task: str, task_manager, data_dir: Optional[Path]) -> List[Dict[str, Any]]:
@@ -261,8 +266,8 @@ def run(ctx: EvalContext) -> Dict[str, Any]:
     )
     per_lm_eval_task = output["results"]
     folder = Path(ctx.out_dir) / NAME
-    write_json_atomic(folder / "lm_eval_results.json", json.loads(json.dumps(
-        {"results": per_lm_eval_task, "n-shot": output.get("n-shot"), "versions": output.get("versions")}, default=str)))
+    summary = {"results": per_lm_eval_task, "n-shot": output.get("n-shot"), "versions": output.get("versions")}
+    write_json_atomic(folder / "lm_eval_results.json", json.loads(json.dumps(summary, default=str)))
 
     metrics: Dict[str, Any] = {task: None for task in tasks}
     for task, task_configs in configs.items():

@@ -50,7 +50,9 @@ def load_benchmark(name: str) -> ModuleType:
     except ModuleNotFoundError as err:
         if err.name != path:
             raise
-        raise UnknownBenchmarkError(f"benchmark {name!r} is not available in this installation ({path} not found)") from err
+        raise UnknownBenchmarkError(
+            f"benchmark {name!r} is not available in this installation ({path} not found)"
+        ) from err
 
 
 def resolve_benchmarks(names: Iterable[str]) -> Selection:

@@ -3,7 +3,6 @@ and --data-dir ../shared/benchmarks: IFEval, reasoning (HF generation with the Q
 the OpenLLM tasks (lm-eval log-likelihoods on a small-vocabulary model)."""
 
 import json
-import shutil
 
 import pytest
 import torch

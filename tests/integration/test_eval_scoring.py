@@ -5,7 +5,6 @@ import json
 import shutil
 
 import pytest
-import torch
 
 from openrlhf_cfpo.cli.main import main
 from openrlhf_cfpo.evaluation import openllm, reasoning
@@ -153,7 +152,8 @@ def test_reasoning_scores_scripted_answers_with_math_verify(tmp_path, benchmarks
         if task == "gpqa_diamond":
             right = "ABCD"[problem["choices"].index("Argon" if "noble" in question else "Seven")]
             assert right == problem["gold"]
-            return f"It must be option {right}.\n\\boxed{{{right}}}" if index % 2 == 0 else "Answer: A" if right != "A" else "Answer: B"
+            wrong = "B" if right == "A" else "A"
+            return f"It must be option {right}.\n\\boxed{{{right}}}" if index % 2 == 0 else f"Answer: {wrong}"
         # right answer on even positions, a wrong number on odd ones
         return f"So the answer is \\boxed{{{problem['gold']}}}." if index % 2 == 0 else "The answer is \\boxed{-12345}."
 
