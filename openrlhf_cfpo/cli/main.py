@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import List, Optional
 
-SUBCOMMANDS = ("train", "report")
+SUBCOMMANDS = ("train", "eval", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

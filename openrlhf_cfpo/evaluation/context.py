@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Protocol, Sequence
+from typing import Dict, List, Optional, Protocol, Sequence, Tuple
 
 Conversation = Sequence[Dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": str}, ...]
 
@@ -44,3 +44,8 @@ class EvalContext:
     responses: Optional[Path] = None  # answers in the benchmark's official format
     judge: JudgeSettings = field(default_factory=JudgeSettings)
     model_name: str = "model"
+    tasks: Optional[Tuple[str, ...]] = None  # a multi-task benchmark's selected tasks (its TASKS); None = all
+    model_path: Optional[str] = None  # --model, for benchmarks that score log-likelihoods (lm-eval)
+    backend: Optional[str] = None  # "hf" | "vllm": the backend behind generator, for such benchmarks too
+    seed: int = 0
+    max_new_tokens_cap: Optional[int] = None  # --max-new-tokens; generators apply it, lm-eval runs read it here

@@ -1,0 +1,171 @@
+"""Evaluate a checkpoint the way the paper does: alignment (AlpacaEval 2.0, Arena-Hard v0.1, MT-Bench,
+IFEval), capability (OpenLLM leaderboard v1 tasks through lm-eval) and reasoning (MATH500, GSM8K,
+AIME24, GPQA-Diamond). Writes OUT/results.json (stable keys), OUT/results.md, OUT/run_config.json
+(resolved config, package versions, git SHA) and one folder per benchmark with its raw generations,
+judgments, results.md and run_config.json. See docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+HELP = "evaluate a checkpoint (or generated responses) on the alignment, capability and reasoning suites"
+SUITE_CHOICES = ("alignment", "capability", "reasoning", "all")
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="checkpoint folder or Hugging Face model id (not needed with --responses)")
+    parser.add_argument("--suite", choices=SUITE_CHOICES, help="benchmarks listed in evaluation/suites.yaml")
+    parser.add_argument(
+        "--benchmarks",
+        help="comma-separated benchmark names instead of --suite: alpaca_eval, arena_hard, mt_bench, ifeval, "
+        "openllm, reasoning, math500, gsm8k, aime24, gpqa_diamond, or MODULE.TASK (e.g. openllm.mmlu)",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument(
+        "--backend", choices=("vllm", "hf"), help="generation backend (default: vllm on a GPU node, else hf)"
+    )
+    parser.add_argument("--judge-model", help="judge model name (default: each benchmark's paper default)")
+    parser.add_argument("--judge-base-url", help="OpenAI-compatible endpoint of the judge (default: OpenAI)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="local benchmark files laid out like ../shared/benchmarks (default: download and cache)",
+    )
+    parser.add_argument("--limit", type=int, help="only the first N items of each benchmark/task (smoke runs)")
+    parser.add_argument(
+        "--responses", type=Path, help="score these answers (the benchmark's official format) without a model"
+    )
+    parser.add_argument("--concurrency", type=int, default=8, help="concurrent judge requests (default 8)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, help="cap on generated tokens per reply (default: each benchmark's protocol)"
+    )
+    parser.add_argument("--model-name", help="name of the evaluated model in outputs (default: the --model folder)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument("--suites", type=Path, help="suite file (default: evaluation/suites.yaml of this checkout)")
+
+def resolve_config(args: argparse.Namespace) -> Dict[str, Any]:
+    """Validate the flags together; return the resolved configuration (raises ValueError naming the fix)."""
+    from openrlhf_cfpo.evaluation.registry import resolve_benchmarks
+    from openrlhf_cfpo.evaluation.suites import suite_benchmarks
+
+    if args.benchmarks:
+        names = [name for name in args.benchmarks.split(",") if name.strip()]
+    elif args.suite:
+        names = suite_benchmarks(args.suite, args.suites)
+    else:
+        raise ValueError("choose what to run: --suite alignment|capability|reasoning|all or --benchmarks NAME[,NAME]")
+    selection = resolve_benchmarks(names)
+    if not selection:
+        raise ValueError("--benchmarks is empty: name at least one benchmark")
+    if args.responses is not None:
+        if len(selection) != 1:
+            raise ValueError(
+                f"--responses holds one benchmark's answers but {len(selection)} benchmarks are selected "
+                f"({', '.join(selection)}): pass --benchmarks with exactly one of them"
+            )
+        if not args.responses.exists():
+            raise ValueError(f"--responses {args.responses} does not exist")
+    elif not args.model:
+        raise ValueError("--model is required (a checkpoint folder or Hugging Face id) unless --responses is given")
+    counts = (("--limit", args.limit), ("--concurrency", args.concurrency), ("--max-new-tokens", args.max_new_tokens))
+    for flag, value in counts:
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be a positive integer, got {value}")
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        raise ValueError(
+            f"--data-dir {args.data_dir} is not a folder: point it at a copy laid out like ../shared/benchmarks"
+        )
+    model_name = args.model_name or (Path(args.model).name if args.model else args.responses.stem)
+    return {
+        "model": args.model,
+        "model_name": model_name,
+        "benchmarks": {name: list(tasks) if tasks else None for name, tasks in selection.items()},
+        "suite": None if args.benchmarks else args.suite,
+        "out": str(args.out),
+        "backend": args.backend,
+        "judge_model": args.judge_model,
+        "judge_base_url": args.judge_base_url,
+        "data_dir": str(args.data_dir) if args.data_dir else None,
+        "limit": args.limit,
+        "responses": str(args.responses) if args.responses else None,
+        "concurrency": args.concurrency,
+        "max_new_tokens": args.max_new_tokens,
+        "seed": args.seed,
+    }
+
+
+def evaluate(config: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """Run every selected benchmark; results are recorded after each one. Returns results.json's content."""
+    from openrlhf_cfpo.evaluation.context import EvalContext, JudgeSettings
+    from openrlhf_cfpo.evaluation.generation import default_backend, make_generator
+    from openrlhf_cfpo.evaluation.registry import load_benchmark
+    from openrlhf_cfpo.evaluation.results import read_results, record_results, write_run_config
+
+    out_dir = Path(config["out"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    generator = None
+    if config["model"] and not config["responses"]:
+        config["backend"] = config["backend"] or default_backend()
+        generator = make_generator(
+            config["model"], config["backend"], seed=config["seed"], max_new_tokens_cap=config["max_new_tokens"]
+        )
+    write_run_config(out_dir, config)
+    judge = JudgeSettings(
+        model=config["judge_model"], base_url=config["judge_base_url"], concurrency=config["concurrency"]
+    )
+    for name, tasks in config["benchmarks"].items():
+        module = load_benchmark(name)
+        ctx = EvalContext(
+            out_dir=out_dir,
+            data_dir=Path(config["data_dir"]) if config["data_dir"] else None,
+            limit=config["limit"],
+            generator=generator,
+            responses=Path(config["responses"]) if config["responses"] else None,
+            judge=judge,
+            model_name=config["model_name"],
+            tasks=tuple(tasks) if tasks else None,
+            model_path=config["model"],
+            backend=config["backend"],
+            seed=config["seed"],
+            max_new_tokens_cap=config["max_new_tokens"],
+        )
+        write_run_config(out_dir / module.NAME, {**config, "benchmarks": {name: tasks}})
+        logger.info("%s (%s): starting", module.NAME, module.PROTOCOL)
+        started = time.monotonic()
+        metrics = module.run(ctx)
+        record_results(out_dir, module.NAME, metrics, module.PROTOCOL)
+        logger.info("%s: done in %.1fs", module.NAME, time.monotonic() - started)
+    return read_results(out_dir)
+
+
+def _summary(results: Dict[str, Dict[str, Any]]) -> List[str]:
+    lines = []
+    for name, entry in results.items():
+        scores = ", ".join(
+            f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}"
+            for key, value in entry.items()
+            if key not in ("protocol", "note", "missing")
+        )
+        lines.append(f"{name}: {scores}")
+    return lines
+
+
+def run(args: argparse.Namespace, passthrough: List[str]) -> int:
+    try:
+        config = resolve_config(args)
+        results = evaluate(config)
+    except ValueError as err:
+        logger.debug("eval failed", exc_info=True)
+        print(f"openrlhf-cfpo eval: error: {err}", file=sys.stderr)
+        return 2
+    print("\n".join(_summary(results)))
+    print(f"results: {Path(config['out']) / 'results.json'}")
+    return 0

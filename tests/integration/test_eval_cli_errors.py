@@ -1,0 +1,81 @@
+"""Bad input to ``openrlhf-cfpo eval`` → one clear line on stderr, exit status 2, no traceback."""
+
+import json
+import shutil
+
+import pytest
+
+from openrlhf_cfpo.cli.main import main
+
+REFERENCE = "ifeval/reference_gpt4/input_response_data_gpt4_20231107_145030.jsonl"
+
+
+def _eval(capsys, *argv):
+    rc = main(["eval", *map(str, argv)])
+    err = capsys.readouterr().err.strip()
+    return rc, err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--benchmarks", "ifeval,foo", "--model", "m"], "unknown benchmark 'foo': choose from alpaca_eval"),
+        (["--model", "m"], "choose what to run: --suite"),
+        (["--benchmarks", "ifeval"], "--model is required"),
+        (["--benchmarks", "ifeval,openllm", "--responses", "{ref}"], "pass --benchmarks with exactly one"),
+        (["--benchmarks", "ifeval", "--responses", "{tmp}/none.jsonl"], "none.jsonl does not exist"),
+        (["--benchmarks", "ifeval", "--model", "m", "--limit", "0"], "--limit must be a positive integer"),
+        (["--benchmarks", "ifeval", "--model", "m", "--data-dir", "{tmp}/nowhere"], "is not a folder"),
+        (["--benchmarks", "ifeval", "--model", "m", "--backend", "vllm"], "--backend vllm needs the vllm package"),
+        (["--benchmarks", "openllm", "--responses", "{ref}"], "openllm scores log-likelihoods"),
+        (["--benchmarks", "gpqa_diamond", "--model", "m", "--data-dir", "{data}"],
+         "gpqa_diamond.csv not found: put gpqa_diamond/gpqa_diamond.csv"),
+    ],
+)
+def test_bad_flags_are_one_clear_line(tmp_path, benchmarks_dir, capsys, argv, message):
+    argv = [a.format(tmp=tmp_path, ref=benchmarks_dir / REFERENCE, data=benchmarks_dir) for a in argv]
+    rc, err = _eval(capsys, *argv, "--out", tmp_path / "out")
+    assert rc == 2
+    assert err.startswith("openrlhf-cfpo eval: error: ") and message in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_missing_data_file_names_the_file(tmp_path, benchmarks_dir, capsys):
+    rc, err = _eval(capsys, "--benchmarks", "ifeval", "--responses", benchmarks_dir / REFERENCE,
+                    "--data-dir", tmp_path, "--out", tmp_path / "out")
+    assert rc == 2 and f"{tmp_path / 'ifeval' / 'input_data.jsonl'} not found" in err
+
+
+def test_corrupt_data_file_names_the_line(tmp_path, benchmarks_dir, capsys):
+    (tmp_path / "ifeval").mkdir()
+    lines = (benchmarks_dir / "ifeval" / "input_data.jsonl").read_text().splitlines()
+    lines[2] = lines[2][:40]  # truncated record
+    (tmp_path / "ifeval" / "input_data.jsonl").write_text("\n".join(lines) + "\n")
+    rc, err = _eval(capsys, "--benchmarks", "ifeval", "--responses", benchmarks_dir / REFERENCE,
+                    "--data-dir", tmp_path, "--out", tmp_path / "out")
+    assert rc == 2 and "input_data.jsonl line 3 is not valid JSON" in err and "replace it" in err
+
+
+def test_responses_for_unknown_prompts_are_rejected(tmp_path, benchmarks_dir, capsys):
+    responses = tmp_path / "r.jsonl"
+    responses.write_text(json.dumps({"prompt": "Tell me a joke.", "response": "No."}) + "\n")
+    rc, err = _eval(capsys, "--benchmarks", "ifeval", "--responses", responses, "--data-dir", benchmarks_dir,
+                    "--out", tmp_path / "out")
+    assert rc == 2 and "r.jsonl line 1: prompt 'Tell me a joke.'... is not an IFEval prompt" in err
+
+
+def test_reasoning_with_no_data_for_any_selected_task_is_an_error(tmp_path, benchmarks_dir, capsys):
+    shutil.copytree(benchmarks_dir / "aime24", tmp_path / "data" / "aime24")
+    rc, err = _eval(capsys, "--benchmarks", "math500,gpqa_diamond", "--model", "m", "--data-dir", tmp_path / "data",
+                    "--out", tmp_path / "out")
+    assert rc == 2 and "math500: " in err and "gpqa_diamond: " in err
+
+
+def test_help_lists_the_flags(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--help"])
+    assert exit_info.value.code == 0
+    usage = capsys.readouterr().out
+    for flag in ("--model", "--suite", "--benchmarks", "--out", "--backend", "--judge-model", "--judge-base-url",
+                 "--data-dir", "--limit", "--responses", "--concurrency"):
+        assert flag in usage
