@@ -171,8 +171,6 @@ class JudgeClient:
         as soon as it arrives. Raises ``JudgeError`` when a request fails for good (what finished
         stays cached, so rerunning the same command resumes).
         """
-        from tqdm.auto import tqdm
-
         keys = [judgment_key(self.benchmark, self.model, request) for request in requests]
         replies: Dict[str, Dict[str, Any]] = {}
         missing: Dict[str, ChatRequest] = {}
@@ -190,23 +188,31 @@ class JudgeClient:
             self.benchmark, self.model, len(replies), len(set(keys)), len(missing), self.base_url,
         )
         if missing:
-            self._abort.clear()
-            with tqdm(total=len(missing), desc=desc or f"{self.benchmark} judge", unit="judgment") as bar:
-                with ThreadPoolExecutor(max_workers=min(self.concurrency, len(missing))) as pool:
-                    futures = {pool.submit(self._request_and_cache, key, request): key for key, request in missing.items()}
-                    for future in futures:
-                        future.add_done_callback(lambda _: bar.update(1))
-                    done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-                    failed = next((f for f in done if f.exception() is not None), None)
-                    if failed is not None:
-                        self._abort.set()
-                        for future in futures:
-                            future.cancel()
-                        wait(futures)
-                        raise failed.exception()
-                    for future, key in futures.items():
-                        replies[key] = future.result()
+            replies.update(self._request_all(missing, desc or f"{self.benchmark} judge"))
         return [replies[key] for key in keys]
+
+    def _request_all(self, missing: Dict[str, ChatRequest], desc: str) -> Dict[str, Dict[str, Any]]:
+        """Request (and cache) every reply, ``concurrency`` at a time; on the first failure for good, or
+        an interrupt, the others stop at their next attempt and the failure is raised."""
+        from tqdm.auto import tqdm
+
+        self._abort.clear()
+        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(missing)))
+        try:
+            with tqdm(total=len(missing), desc=desc, unit="judgment") as bar:
+                futures = {pool.submit(self._request_and_cache, key, request): key for key, request in missing.items()}
+                for future in futures:
+                    future.add_done_callback(lambda _: bar.update(1))
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                failed = next((future for future in done if future.exception() is not None), None)
+                if failed is not None:
+                    raise failed.exception()
+                return {key: future.result() for future, key in futures.items()}
+        except BaseException:
+            self._abort.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     # -- one request -----------------------------------------------------------------------------
 
