@@ -18,7 +18,8 @@ first one or two attempts with one of ``faults`` (``"429"``, ``"500"``, ``"hang"
 ``hang_s``, past the client's timeout). ``max_served`` makes every request after that many replies fail
 with HTTP 400 (a crash mid-run). Bounded: after ``max_requests`` requests or ``lifetime_s`` seconds
 the server answers 503 and shuts itself down. ``latency_s`` delays each reply (a remote judge's
-latency, for the throughput benchmark).
+latency, for the throughput benchmark). Counters: ``requests`` (all), ``served`` (200 replies),
+``served_bodies`` (200 replies per distinct body), ``injected`` (faults by kind), ``peak_in_flight``.
 """
 
 from __future__ import annotations

@@ -77,10 +77,10 @@ def _generate(ctx: EvalContext, questions: List[Dict[str, Any]]) -> List[List[st
     """Both turns for every question; one generate call per (turn, temperature)."""
     conversations = [[{"role": "user", "content": q["turns"][0]}] for q in questions]
     answers: List[List[str]] = [[] for _ in questions]
+    by_temperature: Dict[float, List[int]] = {}
+    for index, question in enumerate(questions):
+        by_temperature.setdefault(TEMPERATURE.get(question["category"], 0.0), []).append(index)
     for turn in (0, 1):
-        by_temperature: Dict[float, List[int]] = {}
-        for index, question in enumerate(questions):
-            by_temperature.setdefault(TEMPERATURE.get(question["category"], 0.0), []).append(index)
         for temperature, indices in sorted(by_temperature.items()):
             sampling = SamplingSettings(max_new_tokens=MAX_NEW_TOKENS, temperature=temperature)
             texts = ctx.generator.generate([conversations[i] for i in indices], sampling)
