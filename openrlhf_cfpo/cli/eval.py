@@ -122,6 +122,7 @@ def evaluate(config: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
             model_path=config["model"],
             backend=config["backend"],
             seed=config["seed"],
+            max_new_tokens_cap=config["max_new_tokens"],
         )
         (out_dir / module.NAME).mkdir(parents=True, exist_ok=True)
         logger.info("%s (%s): starting", module.NAME, module.PROTOCOL)

@@ -48,3 +48,4 @@ class EvalContext:
     model_path: Optional[str] = None  # --model, for benchmarks that score log-likelihoods (lm-eval)
     backend: Optional[str] = None  # "hf" | "vllm": the backend behind generator, for such benchmarks too
     seed: int = 0
+    max_new_tokens_cap: Optional[int] = None  # --max-new-tokens; generators apply it, lm-eval runs read it here

@@ -1,0 +1,175 @@
+"""Benchmark files: a local copy under ``--data-dir``, else downloaded from the canonical source and cached.
+
+Every file has one place in a folder laid out like ../shared/benchmarks (``DataFile.relpath``).
+With ``--data-dir DIR`` the file is ``DIR/relpath`` and nothing is downloaded; without it the file is
+``CACHE/relpath``, downloaded once from ``DataFile.url`` (atomic write). CACHE is
+``$OPENRLHF_CFPO_DATA_CACHE`` or ``~/.cache/openrlhf_cfpo/benchmarks`` — itself a valid ``--data-dir``.
+Missing, unreadable or malformed files raise ``DataError`` naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from openrlhf_cfpo.evaluation.results import write_text_atomic
+
+logger = logging.getLogger(__name__)
+
+DOWNLOAD_TIMEOUT_S = 120
+
+
+class DataError(ValueError):
+    """A benchmark file that is missing, unreachable or malformed (message names the fix)."""
+
+
+@dataclass(frozen=True)
+class DataFile:
+    relpath: str  # place under --data-dir / the cache, as in ../shared/benchmarks
+    url: str  # canonical source
+    access: Optional[str] = None  # how to get access to a gated source (sent with $HF_TOKEN)
+    convert: Optional[Callable[[bytes], str]] = None  # downloaded bytes -> file text in the local layout
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("OPENRLHF_CFPO_DATA_CACHE") or Path.home() / ".cache" / "openrlhf_cfpo" / "benchmarks")
+
+
+def local_path(spec: DataFile, data_dir: Optional[Path]) -> Path:
+    """Where ``spec`` lives: under ``data_dir`` when given, else in the download cache."""
+    return Path(data_dir or cache_root()) / spec.relpath
+
+
+def is_available(spec: DataFile, data_dir: Optional[Path]) -> bool:
+    """True when the file is already on disk (no download attempted)."""
+    return local_path(spec, data_dir).is_file()
+
+
+def locate(spec: DataFile, data_dir: Optional[Path]) -> Path:
+    """Path of the file: the ``--data-dir`` copy, or the cached download (downloading it now if needed)."""
+    path = local_path(spec, data_dir)
+    if path.is_file():
+        return path
+    if data_dir is not None:
+        raise DataError(
+            f"{path} not found: put {spec.relpath} (from {spec.url}) under --data-dir {data_dir}, "
+            "or leave out --data-dir to download it"
+        )
+    download(spec, path)
+    return path
+
+
+def download(spec: DataFile, dest: Path) -> None:
+    logger.info("downloading %s -> %s", spec.url, dest)
+    request = urllib.request.Request(spec.url, headers={"User-Agent": "openrlhf-cfpo"})
+    token = os.environ.get("HF_TOKEN")
+    if spec.access and token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            payload = response.read()
+    except urllib.error.HTTPError as err:
+        if err.code in (401, 403) and spec.access:
+            raise DataError(f"{spec.url} is gated (HTTP {err.code}): {spec.access}") from err
+        raise DataError(f"could not download {spec.url} (HTTP {err.code}): {_offline_fix(spec)}") from err
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise DataError(f"could not download {spec.url} ({reason}): {_offline_fix(spec)}") from err
+    text = spec.convert(payload) if spec.convert else payload.decode("utf-8")
+    write_text_atomic(dest, text)
+
+
+def _offline_fix(spec: DataFile) -> str:
+    gated = f" ({spec.access})" if spec.access else ""
+    return f"check the network{gated}, or pass --data-dir DIR with DIR/{spec.relpath}"
+
+
+def read_jsonl(path: Path, required: Sequence[str] = ()) -> List[Dict[str, Any]]:
+    """Records of a JSON-lines file; each must be an object holding the ``required`` fields."""
+    records = []
+    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path} line {lineno} is not valid JSON ({err.msg}): {_corrupt_fix(path)}") from err
+        _check_fields(record, required, f"{path} line {lineno}")
+        records.append(record)
+    if not records:
+        raise DataError(f"{path} holds no records: {_corrupt_fix(path)}")
+    return records
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path} is not valid JSON ({err.msg}, line {err.lineno}): {_corrupt_fix(path)}") from err
+
+
+def read_json_records(path: Path, required: Sequence[str] = ()) -> List[Dict[str, Any]]:
+    """A JSON file holding a list of objects with the ``required`` fields."""
+    records = read_json(path)
+    if not isinstance(records, list) or not records:
+        raise DataError(f"{path} must hold a non-empty JSON list of records: {_corrupt_fix(path)}")
+    for index, record in enumerate(records):
+        _check_fields(record, required, f"{path} record {index}")
+    return records
+
+
+def read_csv_rows(path: Path, columns: int, header: bool = False) -> List[List[str]]:
+    """Rows of a CSV file, each with exactly ``columns`` cells (header row dropped when ``header``)."""
+    rows = list(csv.reader(io.StringIO(_read_text(path))))
+    if header:
+        rows = rows[1:]
+    rows = [row for row in rows if row]
+    for index, row in enumerate(rows, start=1 + int(header)):
+        if len(row) != columns:
+            raise DataError(f"{path} row {index} has {len(row)} cells, expected {columns}: {_corrupt_fix(path)}")
+    if not rows:
+        raise DataError(f"{path} holds no rows: {_corrupt_fix(path)}")
+    return rows
+
+
+def read_csv_records(path: Path, required: Sequence[str] = ()) -> List[Dict[str, str]]:
+    """Rows of a CSV file with a header row, as {column: cell}; the ``required`` columns must exist."""
+    reader = csv.DictReader(io.StringIO(_read_text(path)))
+    missing = [name for name in required if name not in (reader.fieldnames or [])]
+    if missing:
+        raise DataError(f"{path} lacks column(s) {', '.join(missing)}: is this the right benchmark file?")
+    records = list(reader)
+    if not records:
+        raise DataError(f"{path} holds no rows: {_corrupt_fix(path)}")
+    return records
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise DataError(f"{path} not found: restore it, or leave out --data-dir to download it") from err
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not UTF-8 text: {_corrupt_fix(path)}") from err
+
+
+def _check_fields(record: Any, required: Sequence[str], where: str) -> None:
+    if not isinstance(record, dict):
+        raise DataError(f"{where} is not a JSON object")
+    missing = [name for name in required if name not in record]
+    if missing:
+        raise DataError(f"{where} lacks field(s) {', '.join(missing)}: is this the right benchmark file?")
+
+
+def _corrupt_fix(path: Path) -> str:
+    if Path(path).resolve().is_relative_to(cache_root().resolve()):
+        return f"delete {path} to download it again"
+    return "replace it with the original file"
