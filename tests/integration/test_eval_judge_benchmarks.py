@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from judge_server import JudgeServer, alpaca_prob_first, arena_verdict, mt_bench_rating
+from tiny_chat_model import build_tiny_chat_model
 
 from openrlhf_cfpo.cli.main import main
 from openrlhf_cfpo.evaluation import judge
@@ -86,8 +87,7 @@ def write_responses(name, data, path):
     return records
 
 
-def expected_metrics(name, data, answers):
-    n = LIMITS[name]
+def expected_metrics(name, data, answers, n):
     if name == "mt_bench":
         turns = [a["choices"][0]["turns"] for a in answers[:n]]
         turn1 = [mt_bench_rating(t[0]) for t in turns]
@@ -136,7 +136,7 @@ def test_scores_survive_faults_and_a_restart_pays_nothing(name, benchmarks_dir, 
         code, clean = evaluate(name, tmp_path / "responses", benchmarks_dir, tmp_path / "clean", server.url, capsys)
         assert code == 0, clean
         judged = server.served
-    for key, value in expected_metrics(name, benchmarks_dir, answers).items():
+    for key, value in expected_metrics(name, benchmarks_dir, answers, LIMITS[name]).items():
         assert clean[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
     if name == "arena_hard":
         assert clean["ci_low"] <= clean["score"] <= clean["ci_high"]
@@ -156,6 +156,32 @@ def test_scores_survive_faults_and_a_restart_pays_nothing(name, benchmarks_dir, 
         assert code == 0, rerun
         assert restarted.requests == 0
     assert rerun == clean
+
+
+@pytest.mark.slow
+def test_tiny_model_end_to_end(benchmarks_dir, tmp_path, glm_data, capsys):
+    model = build_tiny_chat_model(tmp_path / "tiny", benchmarks_dir / "tokenizers" / "qwen3")
+    out = tmp_path / "out"
+    command = ["eval", "--model", str(model), "--backend", "hf", "--benchmarks", "alpaca_eval,arena_hard,mt_bench",
+               "--data-dir", str(benchmarks_dir), "--limit", "2", "--max-new-tokens", "8", "--out", str(out)]
+    with JudgeServer() as server:
+        assert main([*command, "--judge-base-url", server.url]) == 0, capsys.readouterr().err
+        assert server.served == 2 + 2 * 2 + 2 * 2  # alpaca_eval, arena_hard (2 games), mt_bench (2 turns)
+    results = json.loads((out / "results.json").read_text())
+    reference = json.loads((benchmarks_dir / "alpaca_eval/gpt4_1106_preview/model_outputs.json").read_text())
+    generated = {
+        "alpaca_eval": (reference, json.loads((out / "alpaca_eval/model_outputs.json").read_text())),
+        "arena_hard": read_jsonl(out / "arena_hard/model_answer.jsonl"),
+        "mt_bench": read_jsonl(out / "mt_bench/model_answer.jsonl"),
+    }
+    for name, answers in generated.items():
+        assert results[name]["protocol"]
+        for key, value in expected_metrics(name, benchmarks_dir, answers, 2).items():
+            assert results[name][key] == pytest.approx(value, rel=1e-6, abs=1e-9), (name, key)
+    with JudgeServer() as restarted:  # the same command again: generations and judgments are reused
+        assert main([*command, "--judge-base-url", restarted.url]) == 0
+        assert restarted.requests == 0
+    assert json.loads((out / "results.json").read_text()) == results
 
 
 def test_mt_bench_reasoning_is_judged_against_the_reference(benchmarks_dir, tmp_path, capsys):
