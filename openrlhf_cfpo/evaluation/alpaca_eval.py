@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from openrlhf_cfpo.evaluation.context import EvalContext, SamplingSettings
 from openrlhf_cfpo.evaluation.data import DataError, DataFile, locate, read_json_records, read_jsonl
 from openrlhf_cfpo.evaluation.judge import ChatRequest, JudgeClient, load_judge_config, make_judge, write_report
-from openrlhf_cfpo.evaluation.results import write_json_atomic
+from openrlhf_cfpo.evaluation.results import write_json_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +138,7 @@ def _annotator_config(judge: JudgeClient, annotator: str, folder: Path) -> Path:
     config["completions_kwargs"] = {**config["completions_kwargs"], "model_name": judge.model}
     config["prompt_template"] = str(constants.EVALUATORS_CONFIG_DIR / config["prompt_template"])
     path = folder / "configs.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({annotator: config}, sort_keys=False), encoding="utf-8")
+    write_text_atomic(path, yaml.safe_dump({annotator: config}, sort_keys=False))
     return path
 
 

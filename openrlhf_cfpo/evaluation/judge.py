@@ -196,6 +196,7 @@ class JudgeClient:
         an interrupt, the others stop at their next attempt and the failure is raised."""
         from tqdm.auto import tqdm
 
+        self._openai()  # once, before the threads; a missing key fails here
         self._abort.clear()
         pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(missing)))
         try:
