@@ -1,0 +1,240 @@
+"""AlpacaEval 2.0, Arena-Hard v0.1 and MT-Bench end to end through ``openrlhf-cfpo eval --responses``.
+
+The judge is tests/judge_server.py on 127.0.0.1; its verdicts depend on answer word counts only, so
+every expected score below is derived from the answers with the server's verdict functions and the
+official score definitions, independently of the code under test.
+"""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from judge_server import JudgeServer, alpaca_prob_first, arena_verdict, mt_bench_rating
+from tiny_chat_model import build_tiny_chat_model
+
+from openrlhf_cfpo.cli.main import main
+from openrlhf_cfpo.evaluation import judge
+
+LIMITS = {"alpaca_eval": 8, "arena_hard": 8, "mt_bench": 30}  # mt_bench: 30 reaches the reference-guided reasoning questions
+METRIC_KEYS = {
+    "alpaca_eval": ("lc_win_rate", "win_rate", "avg_length"),
+    "arena_hard": ("score", "ci_low", "ci_high"),
+    "mt_bench": ("score", "turn1", "turn2"),
+}
+DELTAS = (-40, -12, -3, 0, 4, 12, 40, 90)  # words removed from / added to the baseline's answer
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch):
+    monkeypatch.setattr(judge, "DEFAULT_RETRY", judge.RetryPolicy(max_attempts=6, backoff_s=0.02, backoff_max_s=0.1, timeout_s=1.5))
+    monkeypatch.delenv(judge.CACHE_ENV, raising=False)
+
+
+@pytest.fixture
+def glm_data(tmp_path_factory, monkeypatch):
+    """A stand-in for alpaca_eval's df_gamed.csv (HF dataset tatsu-lab/alpaca_eval; no hub offline) in an
+    HF cache layout: two gamed baselines over the 805 instructions with seeded random features."""
+    import alpaca_eval.constants
+
+    cache = tmp_path_factory.mktemp("hf_cache")
+    repo = cache / "datasets--tatsu-lab--alpaca_eval"
+    revision = "0" * 40
+    (repo / "snapshots" / revision).mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    rng = np.random.default_rng(0)
+    difficulty = rng.normal(size=805)
+    frames = []
+    for name, length_shift in (("gpt4_1106_preview_verbose", 1.0), ("gpt4_1106_preview_concise", -1.0)):
+        std_delta_len = length_shift + 0.3 * rng.normal(size=805)
+        preference = 1 / (1 + np.exp(-(0.8 * np.tanh(std_delta_len) - 0.5 * difficulty)))
+        frames.append(pd.DataFrame({"model": name, "index": np.arange(805), "preference": preference,
+                                    "std_delta_len": std_delta_len, "instruction_difficulty": difficulty,
+                                    "not_gamed_baseline": False}))
+    pd.concat(frames, ignore_index=True).to_csv(repo / "snapshots" / revision / "df_gamed.csv", index=False)
+    monkeypatch.setattr(alpaca_eval.constants, "DEFAULT_CACHE_DIR", str(cache))
+
+
+def shifted(text, delta):
+    words = text.split()
+    return " ".join(words[: len(words) + delta]) if delta < 0 else " ".join(words + ["more"] * delta)
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def write_responses(name, data, path):
+    """Answers in the benchmark's official format; returns what the expectations need."""
+    if name == "alpaca_eval":
+        reference = json.loads((data / "alpaca_eval/gpt4_1106_preview/model_outputs.json").read_text())
+        outputs = [{"instruction": r["instruction"], "output": shifted(r["output"], DELTAS[i % 8]), "generator": "m"}
+                   for i, r in enumerate(reference)]
+        path.write_text(json.dumps(outputs))
+        return reference, outputs
+    if name == "arena_hard":
+        baseline = read_jsonl(data / "arena_hard_v0.1/legacy/model_answer/gpt-4-0314.jsonl")
+        records = [{"question_id": b["question_id"], "model_id": "m",
+                    "choices": [{"index": 0, "turns": [{"content": shifted(b["choices"][0]["turns"][0]["content"], DELTAS[i % 8])}]}]}
+                   for i, b in enumerate(baseline)]
+    else:
+        questions = read_jsonl(data / "mt_bench/question.jsonl")
+        records = [{"question_id": q["question_id"], "model_id": "m",
+                    "choices": [{"index": 0, "turns": ["w " * (3 * i % 17 + 1), "v " * (5 * i % 23 + 2)]}]}
+                   for i, q in enumerate(questions)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return records
+
+
+def expected_metrics(name, data, answers, n):
+    if name == "mt_bench":
+        turns = [a["choices"][0]["turns"] for a in answers[:n]]
+        turn1 = [mt_bench_rating(t[0]) for t in turns]
+        turn2 = [mt_bench_rating(t[1]) for t in turns]
+        return {"score": np.mean(turn1 + turn2), "turn1": np.mean(turn1), "turn2": np.mean(turn2)}
+    if name == "arena_hard":
+        baseline = {b["question_id"]: b["choices"][0]["turns"][0]["content"]
+                    for b in read_jsonl(data / "arena_hard_v0.1/legacy/model_answer/gpt-4-0314.jsonl")}
+        questions = read_jsonl(data / "arena_hard_v0.1/legacy/question.jsonl")[:n]
+        model = {a["question_id"]: a["choices"][0]["turns"][0]["content"] for a in answers}
+        # the model's points per verdict when it is assistant B (game 1) / A (game 2); >> counts 3 times
+        as_b = {"A>>B": [0] * 3, "A>B": [0], "A=B": [0.5], "B>A": [1], "B>>A": [1] * 3}
+        as_a = {"A>>B": [1] * 3, "A>B": [1], "A=B": [0.5], "B>A": [0], "B>>A": [0] * 3}
+        points = []
+        for q in questions:
+            qid = q["question_id"]
+            points += as_b[arena_verdict(baseline[qid], model[qid])] + as_a[arena_verdict(model[qid], baseline[qid])]
+        return {"score": 100 * np.mean(points)}  # two-player Bradley-Terry MLE = mean points
+    reference, outputs = answers
+    p_model = [alpaca_prob_first(o["output"], r["output"]) for r, o in zip(reference[:n], outputs[:n])]
+    from alpaca_eval.metrics import get_length_controlled_winrate
+
+    frame = pd.DataFrame({"preference": [1 + p for p in p_model],
+                          "output_1": [r["output"] for r in reference[:n]], "output_2": [o["output"] for o in outputs[:n]],
+                          "generator_1": "gpt4_1106_preview", "generator_2": "model", "annotator": "a"})
+    lc = get_length_controlled_winrate(frame, save_weights_dir=None)
+    return {"win_rate": 100 * np.mean(p_model), "lc_win_rate": lc["length_controlled_winrate"],
+            "avg_length": int(np.mean([len(o["output"]) for o in outputs[:n]]))}
+
+
+def evaluate(name, responses, data, out, url, capsys, limit=None):
+    code = main(["eval", "--benchmarks", name, "--responses", str(responses), "--data-dir", str(data),
+                 "--limit", str(limit or LIMITS[name]), "--judge-base-url", url, "--out", str(out), "--model-name", "model"])
+    captured = capsys.readouterr()
+    if code != 0:
+        return code, captured.err
+    results = json.loads((out / "results.json").read_text())[name]
+    return code, {key: results[key] for key in METRIC_KEYS[name]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["alpaca_eval", "arena_hard", "mt_bench"])
+def test_scores_survive_faults_and_a_restart_pays_nothing(name, benchmarks_dir, tmp_path, glm_data, capsys):
+    answers = write_responses(name, benchmarks_dir, tmp_path / "responses")
+    with JudgeServer() as server:
+        code, clean = evaluate(name, tmp_path / "responses", benchmarks_dir, tmp_path / "clean", server.url, capsys)
+        assert code == 0, clean
+        judged = server.served
+    for key, value in expected_metrics(name, benchmarks_dir, answers, LIMITS[name]).items():
+        assert clean[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+    if name == "arena_hard":
+        assert clean["ci_low"] <= clean["score"] <= clean["ci_high"]
+    assert (tmp_path / "clean" / name / "results.md").is_file()
+
+    with JudgeServer(fault_share=0.4, hang_s=2.0, withhold_share=0.3) as faulty:
+        code, recovered = evaluate(name, tmp_path / "responses", benchmarks_dir, tmp_path / "faulty", faulty.url, capsys)
+        assert code == 0, recovered
+        assert sum(faulty.injected.values()) > 0
+        assert max(faulty.served_bodies.values()) == 1  # nothing judged twice
+    if name != "arena_hard":  # withheld Arena-Hard verdicts add follow-up requests, same verdicts
+        assert faulty.served == judged
+    assert recovered == clean
+
+    with JudgeServer() as restarted:
+        code, rerun = evaluate(name, tmp_path / "responses", benchmarks_dir, tmp_path / "faulty", restarted.url, capsys)
+        assert code == 0, rerun
+        assert restarted.requests == 0
+    assert rerun == clean
+
+
+@pytest.mark.slow
+def test_tiny_model_end_to_end(benchmarks_dir, tmp_path, glm_data, capsys):
+    model = build_tiny_chat_model(tmp_path / "tiny", benchmarks_dir / "tokenizers" / "qwen3")
+    out = tmp_path / "out"
+    command = ["eval", "--model", str(model), "--backend", "hf", "--benchmarks", "alpaca_eval,arena_hard,mt_bench",
+               "--data-dir", str(benchmarks_dir), "--limit", "2", "--max-new-tokens", "8", "--out", str(out)]
+    with JudgeServer() as server:
+        assert main([*command, "--judge-base-url", server.url]) == 0, capsys.readouterr().err
+        assert server.served == 2 + 2 * 2 + 2 * 2  # alpaca_eval, arena_hard (2 games), mt_bench (2 turns)
+    results = json.loads((out / "results.json").read_text())
+    reference = json.loads((benchmarks_dir / "alpaca_eval/gpt4_1106_preview/model_outputs.json").read_text())
+    generated = {
+        "alpaca_eval": (reference, json.loads((out / "alpaca_eval/model_outputs.json").read_text())),
+        "arena_hard": read_jsonl(out / "arena_hard/model_answer.jsonl"),
+        "mt_bench": read_jsonl(out / "mt_bench/model_answer.jsonl"),
+    }
+    for name, answers in generated.items():
+        assert results[name]["protocol"]
+        for key, value in expected_metrics(name, benchmarks_dir, answers, 2).items():
+            assert results[name][key] == pytest.approx(value, rel=1e-6, abs=1e-9), (name, key)
+    with JudgeServer() as restarted:  # the same command again: generations and judgments are reused
+        assert main([*command, "--judge-base-url", restarted.url]) == 0
+        assert restarted.requests == 0
+    assert json.loads((out / "results.json").read_text()) == results
+
+
+def test_mt_bench_reasoning_is_judged_against_the_reference(benchmarks_dir, tmp_path, capsys):
+    write_responses("mt_bench", benchmarks_dir, tmp_path / "responses")
+    with JudgeServer() as server:
+        code, _ = evaluate("mt_bench", tmp_path / "responses", benchmarks_dir, tmp_path / "out", server.url, capsys, limit=21)
+    assert code == 0
+    judgments = read_jsonl(tmp_path / "out" / "mt_bench" / "judgments.jsonl")
+    references = {r["question_id"]: r["choices"][0]["turns"] for r in read_jsonl(benchmarks_dir / "mt_bench/reference_answer/gpt-4.jsonl")}
+    by_prompt = {(j["question_id"], j["turn"]): j for j in judgments}
+    assert by_prompt[101, 1]["judge"][1] == "single-math-v1" and references[101][0] in by_prompt[101, 1]["user_prompt"]
+    assert by_prompt[101, 2]["judge"][1] == "single-math-v1-multi-turn" and references[101][1] in by_prompt[101, 2]["user_prompt"]
+    assert by_prompt[81, 1]["judge"][1] == "single-v1" and by_prompt[81, 2]["judge"][1] == "single-v1-multi-turn"
+
+
+@pytest.mark.parametrize("name", ["alpaca_eval", "arena_hard", "mt_bench"])
+def test_corrupt_answer_file_is_a_clear_error(name, benchmarks_dir, tmp_path, glm_data, capsys):
+    write_responses(name, benchmarks_dir, tmp_path / "responses")
+    text = (tmp_path / "responses").read_text()
+    (tmp_path / "responses").write_text(text[: len(text) // 3])  # cut mid-record
+    with JudgeServer() as server:
+        code, error = evaluate(name, tmp_path / "responses", benchmarks_dir, tmp_path / "out", server.url, capsys)
+        assert server.requests == 0
+    assert code == 2
+    assert error.startswith("openrlhf-cfpo eval: error: ") and str(tmp_path / "responses") in error
+    assert "not valid JSON" in error
+
+
+def test_missing_answers_are_named(benchmarks_dir, tmp_path, capsys):
+    records = write_responses("arena_hard", benchmarks_dir, tmp_path / "responses")
+    first = read_jsonl(benchmarks_dir / "arena_hard_v0.1/legacy/question.jsonl")[0]["question_id"]
+    (tmp_path / "responses").write_text("".join(json.dumps(r) + "\n" for r in records if r["question_id"] != first))
+    code, error = evaluate("arena_hard", tmp_path / "responses", benchmarks_dir, tmp_path / "out", "http://127.0.0.1:9/v1", capsys)
+    assert code == 2 and first in error and "--limit" in error
+
+
+def test_unreachable_judge_is_a_clear_error(benchmarks_dir, tmp_path, capsys):
+    import socket
+
+    write_responses("mt_bench", benchmarks_dir, tmp_path / "responses")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    code, error = evaluate("mt_bench", tmp_path / "responses", benchmarks_dir, tmp_path / "out", url, capsys, limit=2)
+    assert code == 2 and url in error and "--judge-base-url" in error
+
+
+def test_alpaca_eval_without_glm_data_fails_before_judging(benchmarks_dir, tmp_path, monkeypatch, capsys):
+    import alpaca_eval.constants
+
+    monkeypatch.setattr(alpaca_eval.constants, "DEFAULT_CACHE_DIR", str(tmp_path / "empty_hf_cache"))
+    write_responses("alpaca_eval", benchmarks_dir, tmp_path / "responses")
+    with JudgeServer() as server:
+        code, error = evaluate("alpaca_eval", tmp_path / "responses", benchmarks_dir, tmp_path / "out", server.url, capsys)
+        assert server.requests == 0
+    assert code == 2 and "df_gamed.csv" in error and "tatsu-lab/alpaca_eval" in error
