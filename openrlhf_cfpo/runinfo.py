@@ -1,7 +1,7 @@
 """Atomic file writes and the provenance record every command writes next to its results.
 
 A run record is ``{"config": <resolved configuration>, "versions": {package: version},
-"git_sha": <this checkout's commit or null>, "command": argv}``. Imports nothing of ours and
+"git_sha": <this checkout's commit or null>, "command": argv, "started_utc": ISO time}``. Imports nothing of ours and
 nothing heavy, so every layer (cli, lab, evaluation, reporting) may use it.
 """
 
@@ -13,12 +13,13 @@ import os
 import subprocess
 import sys
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
 
 RUN_RECORD_PACKAGES = (
-    "openrlhf-cfpo", "openrlhf", "torch", "transformers", "deepspeed", "ray", "vllm",
-    "lm-eval", "alpaca-eval", "math-verify", "tensorboard",
+    "openrlhf-cfpo", "openrlhf", "torch", "transformers", "deepspeed", "ray", "vllm", "lm-eval",
+    "alpaca-eval", "math-verify", "openai", "nltk", "datasets", "tensorboard",
 )
 
 
@@ -40,7 +41,7 @@ def atomic_write_text(path: os.PathLike | str, text: str) -> None:
 
 
 def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def package_versions(names: Iterable[str] = RUN_RECORD_PACKAGES) -> Dict[str, Optional[str]]:
@@ -64,7 +65,13 @@ def git_sha() -> Optional[str]:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def write_run_record(path: os.PathLike | str, config: Dict[str, Any]) -> None:
-    """Write the run record (config, package versions, git SHA, command line) to ``path``, atomically."""
-    atomic_write_json(path, {"config": config, "versions": package_versions(), "git_sha": git_sha(),
-                             "command": sys.argv})
+def write_run_record(path: os.PathLike | str, config: Dict[str, Any]) -> Path:
+    """Write the run record (config, package versions, git SHA, command line, start time) to ``path``."""
+    atomic_write_json(path, {
+        "config": dict(config),
+        "versions": package_versions(),
+        "git_sha": git_sha(),
+        "command": sys.argv,
+        "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    })
+    return Path(path)

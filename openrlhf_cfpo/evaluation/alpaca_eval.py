@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from openrlhf_cfpo.evaluation.context import EvalContext, SamplingSettings
 from openrlhf_cfpo.evaluation.data import DataError, DataFile, locate, read_json_records, read_jsonl
 from openrlhf_cfpo.evaluation.judge import ChatRequest, JudgeClient, load_judge_config, make_judge, write_report
-from openrlhf_cfpo.evaluation.results import write_json_atomic, write_text_atomic
+from openrlhf_cfpo.runinfo import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def _model_outputs(ctx: EvalContext, instructions: List[str], out: Path) -> List
     if ctx.generator is None:
         raise ValueError("alpaca_eval needs a model (--model) or outputs (--responses)")
     texts = ctx.generator.generate([[{"role": "user", "content": instruction}] for instruction in instructions], GENERATION)
-    write_json_atomic(saved, [{"instruction": i, "output": t, "generator": ctx.model_name} for i, t in zip(instructions, texts)])
+    atomic_write_json(saved, [{"instruction": i, "output": t, "generator": ctx.model_name} for i, t in zip(instructions, texts)])
     return texts
 
 
@@ -138,7 +138,7 @@ def _annotator_config(judge: JudgeClient, annotator: str, folder: Path) -> Path:
     config["completions_kwargs"] = {**config["completions_kwargs"], "model_name": judge.model}
     config["prompt_template"] = str(constants.EVALUATORS_CONFIG_DIR / config["prompt_template"])
     path = folder / "configs.yaml"
-    write_text_atomic(path, yaml.safe_dump({annotator: config}, sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump({annotator: config}, sort_keys=False))
     return path
 
 
@@ -194,7 +194,7 @@ def run(ctx: EvalContext) -> Dict[str, Optional[float]]:
     frame = pd.DataFrame(annotations, index=selected)  # the GLM reads the instruction's position as "index"
     unannotated = int(frame["preference"].isna().sum())
     lc = get_length_controlled_winrate(frame, save_weights_dir=None)
-    write_json_atomic(out / "annotations.json", json.loads(frame.to_json(orient="records")))
+    atomic_write_json(out / "annotations.json", json.loads(frame.to_json(orient="records")))
 
     metrics = {
         "lc_win_rate": float(lc["length_controlled_winrate"]),

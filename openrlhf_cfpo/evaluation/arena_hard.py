@@ -31,7 +31,7 @@ import yaml
 from openrlhf_cfpo.evaluation.context import EvalContext, SamplingSettings
 from openrlhf_cfpo.evaluation.data import DataError, DataFile, locate, read_jsonl
 from openrlhf_cfpo.evaluation.judge import ChatRequest, load_judge_config, make_judge, reply_text, write_report
-from openrlhf_cfpo.evaluation.results import write_text_atomic
+from openrlhf_cfpo.runinfo import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def _model_answers(ctx: EvalContext, questions: List[Dict[str, Any]], out: Path)
          "choices": [{"index": 0, "turns": [{"content": text}]}]}
         for qid, text in zip(ids, texts)
     ]
-    write_text_atomic(saved, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    atomic_write_text(saved, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     return dict(zip(ids, texts))
 
 
@@ -248,7 +248,7 @@ def run(ctx: EvalContext) -> Dict[str, Optional[float]]:
                           "score": labels[qid, game]})
             outcomes += battle_outcomes(labels[qid, game], game, settings["significant_weight"])
         records.append({"question_id": qid, "model": ctx.model_name, "judge": judge.model, "games": games})
-    write_text_atomic(out / "judgments.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    atomic_write_text(out / "judgments.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
     metrics = score_battles(outcomes, settings["bootstrap_rounds"], settings["bootstrap_seed"])
     unlabeled = sum(label is None for label in labels.values())

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from openrlhf_cfpo.evaluation.results import write_text_atomic
+from openrlhf_cfpo.runinfo import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def download(spec: DataFile, dest: Path) -> None:
         reason = getattr(err, "reason", err)
         raise DataError(f"could not download {spec.url} ({reason}): {_offline_fix(spec)}") from err
     text = spec.convert(payload) if spec.convert else payload.decode("utf-8")
-    write_text_atomic(dest, text)
+    atomic_write_text(dest, text)
 
 
 def _offline_fix(spec: DataFile) -> str:

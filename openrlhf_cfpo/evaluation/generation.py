@@ -27,8 +27,8 @@ class GenerationError(ValueError):
 def vllm_usable() -> bool:
     """True when a real vLLM distribution is installed and a CUDA GPU is present.
 
-    Checks the installed distribution's metadata rather than ``import vllm``: CPU test stand-ins
-    (tests/gpu_stubs) make ``import vllm`` succeed without being vLLM.
+    Checks the installed distribution's metadata rather than ``import vllm``: an import-only
+    stand-in (as CPU tests put on the path) makes ``import vllm`` succeed without being vLLM.
     """
     try:
         importlib.metadata.distribution("vllm")

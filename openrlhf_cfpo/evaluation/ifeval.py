@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Sequence
 
 from openrlhf_cfpo.evaluation.context import EvalContext, SamplingSettings
 from openrlhf_cfpo.evaluation.data import DataError, DataFile, locate, read_jsonl
-from openrlhf_cfpo.evaluation.results import write_text_atomic
+from openrlhf_cfpo.runinfo import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -110,11 +110,11 @@ def run(ctx: EvalContext) -> Dict[str, Any]:
         answered = [{**doc, "response": reply} for doc, reply in zip(docs, replies)]
     verdicts = score(answered)
     folder = Path(ctx.out_dir) / NAME
-    write_text_atomic(
+    atomic_write_text(
         folder / "responses.jsonl",
         "".join(json.dumps({"prompt": v["prompt"], "response": v["response"]}) + "\n" for v in verdicts),
     )
-    write_text_atomic(folder / "verdicts.jsonl", "".join(json.dumps(v) + "\n" for v in verdicts))
+    atomic_write_text(folder / "verdicts.jsonl", "".join(json.dumps(v) + "\n" for v in verdicts))
     metrics = aggregate(verdicts)
     logger.info("ifeval: %d prompts scored", len(verdicts))
     return {**metrics, "n_prompts": len(verdicts)}

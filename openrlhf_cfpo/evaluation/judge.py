@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import yaml
 
 from openrlhf_cfpo.evaluation.context import EvalContext
-from openrlhf_cfpo.evaluation.results import write_json_atomic, write_text_atomic
+from openrlhf_cfpo.runinfo import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class JudgmentCache:
 
     def put(self, benchmark: str, key: str, model: str, request: ChatRequest, response: Dict[str, Any]) -> None:
         record = {"benchmark": benchmark, "judge": model, "request": request.body(), "response": response}
-        write_json_atomic(self.path(benchmark, key), record)
+        atomic_write_json(self.path(benchmark, key), record)
 
 
 class _Aborted(Exception):
@@ -339,7 +339,7 @@ def write_report(
     ]
     if notes:
         lines += ["", *notes]
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def make_judge(ctx: EvalContext, benchmark: str, default_model: str, retry: Optional[RetryPolicy] = None) -> JudgeClient:

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional
 from openrlhf_cfpo.evaluation.context import EvalContext, SamplingSettings
 from openrlhf_cfpo.evaluation.data import DataError, DataFile, locate, read_jsonl
 from openrlhf_cfpo.evaluation.judge import ChatRequest, load_judge_config, make_judge, reply_text, write_report
-from openrlhf_cfpo.evaluation.results import write_text_atomic
+from openrlhf_cfpo.runinfo import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def _model_answers(ctx: EvalContext, questions: List[Dict[str, Any]], out: Path)
          "choices": [{"index": 0, "turns": turns}]}
         for qid, turns in zip(ids, generated)
     ]
-    write_text_atomic(saved, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    atomic_write_text(saved, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     return dict(zip(ids, generated))
 
 
@@ -184,7 +184,7 @@ def run(ctx: EvalContext) -> Dict[str, Optional[float]]:
             ratings[turn].append(rating)
         records.append({"question_id": question["question_id"], "model": ctx.model_name, "judge": [judge.model, name],
                         "user_prompt": user_prompt, "judgment": judgment, "score": rating, "turn": turn})
-    write_text_atomic(out / "judgments.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    atomic_write_text(out / "judgments.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
     metrics = {"score": _mean(ratings[1] + ratings[2]), "turn1": _mean(ratings[1]), "turn2": _mean(ratings[2])}
     unrated = len(records) - len(ratings[1]) - len(ratings[2])

@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from openrlhf_cfpo.evaluation.context import EvalContext
 from openrlhf_cfpo.evaluation.data import DataError, read_csv_rows, read_json, read_jsonl
-from openrlhf_cfpo.evaluation.results import write_json_atomic
+from openrlhf_cfpo.runinfo import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -267,7 +267,7 @@ def run(ctx: EvalContext) -> Dict[str, Any]:
     per_lm_eval_task = output["results"]
     folder = Path(ctx.out_dir) / NAME
     summary = {"results": per_lm_eval_task, "n-shot": output.get("n-shot"), "versions": output.get("versions")}
-    write_json_atomic(folder / "lm_eval_results.json", json.loads(json.dumps(summary, default=str)))
+    atomic_write_json(folder / "lm_eval_results.json", json.loads(json.dumps(summary, default=str)))
 
     metrics: Dict[str, Any] = {task: None for task in tasks}
     for task, task_configs in configs.items():

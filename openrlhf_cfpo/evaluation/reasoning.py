@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 from openrlhf_cfpo.evaluation.context import EvalContext, SamplingSettings
 from openrlhf_cfpo.evaluation.data import DataError, DataFile, locate, read_csv_records, read_jsonl
-from openrlhf_cfpo.evaluation.results import write_text_atomic
+from openrlhf_cfpo.runinfo import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def run(ctx: EvalContext) -> Dict[str, Any]:
     for (task, problem), reply in zip(flat, replies):
         records.append({"task": task, "id": problem["id"], "gold": problem["gold"], "response": reply,
                         "correct": is_correct(task, reply, problem["gold"])})
-    write_text_atomic(folder / "generations.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    atomic_write_text(folder / "generations.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     for task in loaded:
         verdicts = [r["correct"] for r in records if r["task"] == task]
         metrics[task] = sum(verdicts) / len(verdicts)

@@ -9,91 +9,19 @@ an interrupted run keeps what finished.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import os
-import subprocess
-import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional
+from typing import Any, Dict, Mapping
+
+from openrlhf_cfpo.runinfo import atomic_write_json, atomic_write_text, write_run_record
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 RUN_CONFIG_JSON = "run_config.json"
 
-PACKAGES = (
-    "openrlhf-cfpo",
-    "torch",
-    "transformers",
-    "vllm",
-    "lm-eval",
-    "alpaca-eval",
-    "math-verify",
-    "openai",
-    "nltk",
-    "datasets",
-)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def write_json_atomic(path: Path, content: Any) -> None:
-    write_text_atomic(path, json.dumps(content, indent=2, ensure_ascii=False) + "\n")
-
-
-def package_versions(names: Iterable[str] = PACKAGES) -> Dict[str, Optional[str]]:
-    """Installed version of each distribution (None when not installed)."""
-    versions: Dict[str, Optional[str]] = {}
-    for name in names:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def git_sha() -> Optional[str]:
-    """Commit of the source checkout this package runs from (None outside a git checkout)."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
 def write_run_config(out_dir: Path, config: Mapping[str, Any]) -> Path:
     """``OUT/run_config.json``: the resolved configuration, package versions and git SHA."""
-    path = Path(out_dir) / RUN_CONFIG_JSON
-    write_json_atomic(
-        path,
-        {
-            "config": dict(config),
-            "versions": package_versions(),
-            "git_sha": git_sha(),
-            "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        },
-    )
-    return path
+    return write_run_record(Path(out_dir) / RUN_CONFIG_JSON, dict(config))
 
 
 def _format(value: Any) -> str:
@@ -134,12 +62,12 @@ def record_results(out_dir: Path, name: str, metrics: Mapping[str, Any], protoco
     entry = {**metrics, "protocol": protocol}
     results = read_results(out_dir)
     results[name] = entry
-    write_json_atomic(out_dir / RESULTS_JSON, results)
-    write_text_atomic(
+    atomic_write_json(out_dir / RESULTS_JSON, results)
+    atomic_write_text(
         out_dir / RESULTS_MD,
         "# Evaluation results\n\n" + "\n".join(metrics_markdown(n, e) for n, e in results.items()),
     )
     own_report = out_dir / name / RESULTS_MD
     if not own_report.exists():
-        write_text_atomic(own_report, metrics_markdown(name, entry))
+        atomic_write_text(own_report, metrics_markdown(name, entry))
     return entry
