@@ -1,7 +1,7 @@
 """Write the MATH train split as OpenRLHF chat prompts carrying the RLVR system prompt.
 
     python examples/scripts/prepare_math_train.py --source DigitalLearningGmbH/MATH-lighteval \
-        --system-prompt "Please reason step by step, ..." --output data/math_train.jsonl
+        --system-prompt "$SYSTEM_PROMPT" --output data/math_train.jsonl
 
 --source is a Hugging Face dataset id (its "train" split) or a local .jsonl/.json/.parquet file with
 the MATH fields "problem" and "solution" (e.g. ../shared/benchmarks/math_train/train.jsonl).

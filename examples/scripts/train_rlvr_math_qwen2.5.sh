@@ -28,12 +28,11 @@ POLICY_LOSS="${POLICY_LOSS:-cfpo}"
 MAX_EPOCHS="${MAX_EPOCHS:-1}"
 BATCH_RATIO="${BATCH_RATIO:-1}"
 MATH_TRAIN="${MATH_TRAIN:-DigitalLearningGmbH/MATH-lighteval}"
-# The paper's appendix B.1 prompts could not be retrieved; this is the standard Qwen2.5-Math one.
-DEFAULT_SYSTEM_PROMPT='Please reason step by step, and put your final answer within \boxed{}.'
-SYSTEM_PROMPT="${SYSTEM_PROMPT:-${DEFAULT_SYSTEM_PROMPT}}"
 DATA_DIR="${DATA_DIR:-./data}"
 GPUS_PER_NODE="${GPUS_PER_NODE:-8}"
 PYTHON="${PYTHON:-python3}"
+# One source for the system prompt, shared with `openrlhf-cfpo eval` (openrlhf_cfpo/prompts.py).
+SYSTEM_PROMPT="${SYSTEM_PROMPT:-$("${PYTHON}" -c 'from openrlhf_cfpo.prompts import MATH_SYSTEM_PROMPT; print(MATH_SYSTEM_PROMPT)')}"
 RUN_NAME="${RUN_NAME:-rlvr_math_${MODEL##*/}_${POLICY_LOSS}_ep${MAX_EPOCHS}_ratio${BATCH_RATIO}}"
 RUN_DIR="${OUTPUT_ROOT:-./runs}/${RUN_NAME}"
 read -r -a LAUNCH <<< "${LAUNCHER:-openrlhf-cfpo train}"

@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 from openrlhf_cfpo.evaluation.context import EvalContext, SamplingSettings
 from openrlhf_cfpo.evaluation.data import DataError, DataFile, locate, read_csv_records, read_jsonl
+from openrlhf_cfpo.prompts import MATH_SYSTEM_PROMPT
 from openrlhf_cfpo.runinfo import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ PROTOCOL = (
 SAMPLING = SamplingSettings(max_new_tokens=3072, temperature=0.6, top_p=0.95)
 
 # The system prompt of the RLVR training recipes (paper, appendix B.1): reason, then box the answer.
-SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
+SYSTEM_PROMPT = MATH_SYSTEM_PROMPT  # the training template's system prompt
 CHOICE_LETTERS = ("A", "B", "C", "D")
 GPQA_ACCESS = (
     "accept the dataset's terms at https://huggingface.co/datasets/Idavidrein/gpqa and export HF_TOKEN, "

@@ -17,12 +17,13 @@ from typing import Dict, List
 
 import pytest
 
+from openrlhf_cfpo.prompts import MATH_SYSTEM_PROMPT
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "examples" / "scripts"
 RLHF_RUN = SCRIPTS / "train_rlhf_llama3_8b.sh"
 RLVR_RUN = SCRIPTS / "train_rlvr_math_qwen2.5.sh"
 MATH_REWARD = REPO / "openrlhf_cfpo" / "rewards" / "math_reward.py"
-SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 QWEN_MODELS = [f"Qwen/Qwen2.5-{size}{kind}" for size in ("1.5B", "3B", "7B") for kind in ("", "-Instruct")]
 # Appended to every sweep: each recorded run must end with it (the scripts pass "$@" through).
 PASSTHROUGH = ["--logger.logging_steps", "3"]
@@ -189,7 +190,7 @@ def check_rlvr_common(flags: Flags) -> None:
     assert value(flags, "--data.label_key") == "solution"
     prompts = Path(value(flags, "--data.prompt_dataset"))
     first = json.loads(prompts.read_text(encoding="utf-8").splitlines()[0])
-    assert first["prompt"][0] == {"role": "system", "content": SYSTEM_PROMPT}
+    assert first["prompt"][0] == {"role": "system", "content": MATH_SYSTEM_PROMPT}
 
 
 def batch_ratio(flags: Flags) -> float:
