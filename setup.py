@@ -1,5 +1,7 @@
 """openrlhf-cfpo: Clipping-Free Policy Optimization as a drop-in objective for OpenRLHF 0.11.2."""
 
+from glob import glob
+
 from setuptools import find_packages, setup
 
 OPENRLHF_VERSION = "0.11.2"
@@ -39,5 +41,11 @@ setup(
         ],
         "test": ["pytest>=8"],
     },
+    # Suite and judge configs live in the top-level evaluation/ folder; installed copies are found by
+    # openrlhf_cfpo.evaluation.suites.config_dir().
+    data_files=[
+        ("share/openrlhf-cfpo/evaluation", ["evaluation/suites.yaml"]),
+        ("share/openrlhf-cfpo/evaluation/judges", sorted(glob("evaluation/judges/*.yaml"))),
+    ],
     entry_points={"console_scripts": ["openrlhf-cfpo=openrlhf_cfpo.cli.main:main"]},
 )

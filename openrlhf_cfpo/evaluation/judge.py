@@ -30,11 +30,11 @@ from typing import Any, Dict, List, Optional, Sequence
 import yaml
 
 from openrlhf_cfpo.evaluation.context import EvalContext
+from openrlhf_cfpo.evaluation.suites import config_dir
 from openrlhf_cfpo.runinfo import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-JUDGES_DIR = Path(__file__).resolve().parents[2] / "evaluation" / "judges"
 CACHE_ENV = "OPENRLHF_CFPO_JUDGE_CACHE"
 OPENAI_URL = "https://api.openai.com/v1"
 
@@ -309,7 +309,7 @@ def _retry_after_s(headers) -> Optional[float]:
 
 def load_judge_config(benchmark: str) -> Dict[str, Any]:
     """``evaluation/judges/<benchmark>.yaml``: the paper's judge model and the protocol's judge settings."""
-    path = JUDGES_DIR / f"{benchmark}.yaml"
+    path = config_dir() / "judges" / f"{benchmark}.yaml"
     if not path.is_file():
         raise JudgeError(f"judge config {path} not found: run from a source checkout (it ships evaluation/judges/)")
     try:

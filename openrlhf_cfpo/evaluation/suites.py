@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -9,8 +10,15 @@ import yaml
 
 from openrlhf_cfpo.evaluation.registry import resolve_benchmarks
 
-SUITES_FILE = Path(__file__).resolve().parents[2] / "evaluation" / "suites.yaml"
 ALL = "all"
+
+
+def config_dir() -> Path:
+    """The top-level ``evaluation/`` folder (suites.yaml, judges/): the source checkout's, else the
+    copy ``setup.py`` installs under ``<prefix>/share/openrlhf-cfpo/evaluation``."""
+    checkout = Path(__file__).resolve().parents[2] / "evaluation"
+    installed = Path(sys.prefix) / "share" / "openrlhf-cfpo" / "evaluation"
+    return checkout if (checkout / "suites.yaml").is_file() else installed
 
 
 class SuiteError(ValueError):
@@ -19,9 +27,9 @@ class SuiteError(ValueError):
 
 def read_suites(path: Optional[Path] = None) -> Dict[str, List[str]]:
     """{suite: [benchmark names]} from the YAML file; every name is checked against the registry."""
-    path = Path(path or SUITES_FILE)
+    path = Path(path or config_dir() / "suites.yaml")
     if not path.is_file():
-        raise SuiteError(f"suite file {path} not found: run from a source checkout or pass --suites FILE")
+        raise SuiteError(f"suite file {path} not found: reinstall openrlhf-cfpo or pass --suites FILE")
     try:
         suites = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:

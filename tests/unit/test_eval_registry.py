@@ -92,3 +92,24 @@ def test_vllm_is_the_default_with_a_real_distribution_and_a_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert generation.default_backend() == "vllm"
     assert isinstance(generation.make_generator("some/model"), generation.VLLMChatGenerator)
+
+
+def test_configs_found_in_an_installed_copy(tmp_path, monkeypatch):
+    """A non-editable install (e.g. the Docker image) reads the copies setup.py's data_files put
+    under <prefix>/share/openrlhf-cfpo/evaluation."""
+    import shutil
+    import sys
+
+    from openrlhf_cfpo.evaluation import suites
+    from openrlhf_cfpo.evaluation.judge import load_judge_config
+
+    checkout_configs = suites.config_dir()
+    assert (checkout_configs / "suites.yaml").is_file() and (checkout_configs / "judges").is_dir()
+    installed = tmp_path / "prefix" / "share" / "openrlhf-cfpo" / "evaluation"
+    shutil.copytree(checkout_configs, installed, ignore=shutil.ignore_patterns("*.sh"))
+    site_packages_file = tmp_path / "prefix" / "lib" / "site-packages" / "openrlhf_cfpo" / "evaluation" / "suites.py"
+    monkeypatch.setattr(suites, "__file__", str(site_packages_file))
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "prefix"))
+    assert suites.config_dir() == installed
+    assert suites.suite_benchmarks("alignment") == suites.read_suites(checkout_configs / "suites.yaml")["alignment"]
+    assert load_judge_config("mt_bench")["model"]
