@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import List, Optional
 
-SUBCOMMANDS = ("train",)
+SUBCOMMANDS = ("train", "lab")
 
 
 def build_parser() -> argparse.ArgumentParser:
