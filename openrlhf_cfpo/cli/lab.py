@@ -34,6 +34,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--lr", type=float, default=None, help="RL learning rate [3e-4]")
     parser.add_argument("--quick", action="store_true", help="tiny model and few steps: a smoke run in well under a minute")
     parser.add_argument("--device", default="cpu", help="cpu or cuda [cpu]")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads; 1 gives the same numbers on any machine [1]")
     parser.add_argument("--out", type=Path, default=None, help="output folder [runs/lab/<timestamp>]")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="warm-up checkpoint cache [$XDG_CACHE_HOME/openrlhf-cfpo/lab or ~/.cache/openrlhf-cfpo/lab]")
@@ -63,6 +65,7 @@ def build_config(args):
         "advantage": args.advantage,
         "seed": args.seed,
         "device": args.device,
+        "threads": args.threads,
     }
     for key, value in (("steps", args.steps), ("kl_coef", args.kl_coef), ("lr", args.lr)):
         if value is not None:

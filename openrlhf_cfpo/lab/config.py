@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Dict, Tuple
 
+from openrlhf_cfpo.lab.task import check_task_size
 from openrlhf_cfpo.objectives import OBJECTIVES, check_trust_region
 
 ADVANTAGE_ESTIMATORS = ("group_norm", "rloo")
@@ -63,6 +64,8 @@ class LabConfig:
     """supervised warm-up learning rate (AdamW, constant)"""
     device: str = "cpu"
     """torch device: "cpu" (deterministic for a seed) or "cuda\""""
+    threads: int = 1
+    """torch CPU threads; 1 gives the same numbers on any machine and stays fast on busy shared cores"""
 
     def cell(self, objective: str, iterations: int) -> "CellConfig":
         return CellConfig(objective=objective, iterations=iterations, batch_ratio=self.batch_ratio, seed=self.seed)
@@ -106,12 +109,12 @@ class CellConfig:
 
 WARMUP_FIELDS = (
     "seed", "digits", "hidden_size", "num_layers", "num_heads", "warmup_steps", "warmup_target_accuracy",
-    "warmup_batch_size", "warmup_lr", "eval_size", "device",
+    "warmup_batch_size", "warmup_lr", "eval_size", "device", "threads",
 )
 
 # `--quick`: a tiny model, warm-up and RL run for tests and smoke checks (well under a minute).
 QUICK = dict(
-    steps=3, prompts_per_step=4, group_size=4, eval_size=32, digits=1, hidden_size=32,
+    steps=3, prompts_per_step=4, group_size=4, eval_size=20, digits=1, hidden_size=32,
     num_layers=1, num_heads=2, warmup_steps=40, warmup_batch_size=32,
 )
 
@@ -151,13 +154,14 @@ def validate(config: LabConfig) -> None:
     if config.group_size < 2:
         raise ValueError(f"group_size must be >= 2 (advantages compare responses to one prompt); got {config.group_size}")
     for name in ("steps", "prompts_per_step", "eval_size", "digits", "hidden_size", "num_layers",
-                 "num_heads", "warmup_batch_size"):
+                 "num_heads", "warmup_batch_size", "threads"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1; got {getattr(config, name)}")
     if config.warmup_steps < 0:
         raise ValueError(f"warmup_steps must be >= 0; got {config.warmup_steps}")
     if not 0 < config.warmup_target_accuracy <= 1:
         raise ValueError(f"warmup_target_accuracy must be in (0, 1]; got {config.warmup_target_accuracy}")
+    check_task_size(config.digits, config.eval_size)
     if config.hidden_size % config.num_heads:
         raise ValueError(f"hidden_size ({config.hidden_size}) must be a multiple of num_heads ({config.num_heads})")
     for name in ("lr", "warmup_lr", "max_grad_norm"):

@@ -50,6 +50,11 @@ def k3_kl(log_probs: torch.Tensor, ref_log_probs: torch.Tensor) -> torch.Tensor:
     return (-d).exp() - 1 + d
 
 
+@torch.no_grad()
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
+    return ((values * mask).sum() / mask.sum()).item()
+
+
 class TokenWeightedMeans:
     """Running means weighted by token count; ``ratio_max``/``ratio_min`` keep the extremes instead."""
 
@@ -133,20 +138,19 @@ def train_cell(
                 optimizer.step()
 
                 stats = trust_region_stats(ratio.detach(), batch_adv, batch_mask, config.eps_low, config.eps_high)
-                with torch.no_grad():
-                    means.add(
-                        n_tokens.item(),
-                        {
-                            "loss": loss.item(),
-                            "clip_ratio": stats["clip_ratio"].item(),
-                            "ratio_mean": stats["ratio_mean"].item(),
-                            "policy_kl": ((old_log_probs[batch] - log_probs) * batch_mask).sum().item() / n_tokens.item(),
-                            "entropy": (entropy * batch_mask).sum().item() / n_tokens.item(),
-                            "grad_norm": grad_norm.item(),
-                        },
-                        ratio_max=stats["ratio_max"].item(),
-                        ratio_min=stats["ratio_min"].item(),
-                    )
+                means.add(
+                    n_tokens.item(),
+                    {
+                        "loss": loss.item(),
+                        "clip_ratio": stats["clip_ratio"].item(),
+                        "ratio_mean": stats["ratio_mean"].item(),
+                        "policy_kl": _masked_mean(old_log_probs[batch] - log_probs, batch_mask),
+                        "entropy": _masked_mean(entropy, batch_mask),
+                        "grad_norm": grad_norm.item(),
+                    },
+                    ratio_max=stats["ratio_max"].item(),
+                    ratio_min=stats["ratio_min"].item(),
+                )
 
         policy.eval()
         metrics = {

@@ -153,10 +153,22 @@ def findings(summary: Dict) -> str:
         if level:
             parts.append(f"within {100 * SAME_ACCURACY:.0f} points of it at iterations {', '.join(level)}")
         sentences.append("Comparing final held-out accuracy (CFPO minus PPO-clip, in points): " + "; ".join(parts) + ".")
+    start = summary["warmup"]["heldout_accuracy"]
+    below = [f"{c['objective']}-it{c['iterations']} ({100 * (c['final_accuracy'] - start):+.1f})"
+             for c in cells if c["final_accuracy"] <= start - SAME_ACCURACY]
+    sentences.append(
+        f"Cells ending {100 * SAME_ACCURACY:.0f}+ points below the warm-up policy ({_pct(start)}): {', '.join(below)}."
+        if below else f"No cell ends {100 * SAME_ACCURACY:.0f}+ points below the warm-up policy ({_pct(start)})."
+    )
     collapsed = [f"{c['objective']}-it{c['iterations']}" for c in cells if c["collapsed"]]
     sentences.append(
         f"Cells meeting the collapse rule ({summary['collapse_rule']}): {', '.join(collapsed)}." if collapsed
         else f"No cell meets the collapse rule ({summary['collapse_rule']})."
+    )
+    seeds = sorted({c["seed"] for c in cells})
+    sentences.append(
+        f"All cells share seed {seeds[0]}: one run per cell, so gaps of a few points may be noise."
+        if len(seeds) == 1 else f"Cells use seeds {', '.join(map(str, seeds))}."
     )
     return " ".join(sentences)
 

@@ -27,6 +27,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import torch
+
 from openrlhf_cfpo.lab.config import CellConfig, LabConfig
 from openrlhf_cfpo.lab.loop import train_cell
 from openrlhf_cfpo.lab.report import write_outputs
@@ -68,7 +70,10 @@ def prepare_output(out: Path, config: LabConfig) -> None:
         raise LabOutputError(f"--out {out} is a file; give a folder path")
     saved_path = out / CONFIG_FILE
     if saved_path.is_file():
-        saved = json.loads(saved_path.read_text(encoding="utf-8")).get("config", {})
+        try:
+            saved = json.loads(saved_path.read_text(encoding="utf-8"))["config"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise LabOutputError(f"--out {out} has a {CONFIG_FILE} that is not a lab config; give a new --out") from None
         current = config.to_dict()
         differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         if differing:
@@ -109,6 +114,7 @@ def _run_or_load_cell(out: Path, config: LabConfig, cell: CellConfig, policy, ta
 
 def _write_combined_metrics(out: Path, histories: Dict[str, List[Dict]]) -> None:
     tmp = out / ".metrics.jsonl.tmp"
+    tmp.unlink(missing_ok=True)  # left by a run killed while writing it (the writer appends)
     with MetricsWriter(tmp) as writer:
         for history in histories.values():
             for line in history:
@@ -117,11 +123,23 @@ def _write_combined_metrics(out: Path, histories: Dict[str, List[Dict]]) -> None
 
 
 def run_sweep(config: LabConfig, out: Path, cache_dir: Path, show_progress: Optional[bool] = None) -> Dict[str, Any]:
-    """Run (or resume) every cell of ``config`` into ``out``; returns the summary (also in summary.json)."""
-    from tqdm.auto import tqdm
+    """Run (or resume) every cell of ``config`` into ``out``; returns the summary (also in summary.json).
 
+    Runs with ``config.threads`` torch CPU threads and restores the previous count afterwards.
+    """
     out = Path(out)
     prepare_output(out, config)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        return _run_cells(config, out, cache_dir, show_progress)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run_cells(config: LabConfig, out: Path, cache_dir: Path, show_progress: Optional[bool]) -> Dict[str, Any]:
+    from tqdm.auto import tqdm
+
     task = AdditionTask(config.digits, config.eval_size)
     policy, warmup_info = warm_start(config, task, cache_dir)
     write_json_atomic(out / "warmup.json", warmup_info)
@@ -130,7 +148,8 @@ def run_sweep(config: LabConfig, out: Path, cache_dir: Path, show_progress: Opti
     cells = config.cells()
     histories: Dict[str, List[Dict]] = {}
     results: Dict[str, Dict] = {}
-    with tqdm(total=config.steps * len(cells), desc="lab", unit="step", disable=None if show_progress is None else not show_progress) as progress:
+    disable = None if show_progress is None else not show_progress  # None: shown on a terminal only
+    with tqdm(total=config.steps * len(cells), desc="lab", unit="step", disable=disable) as progress:
         for cell in cells:
             histories[cell.name], results[cell.name] = _run_or_load_cell(
                 out, config, cell, policy, task, reference, progress

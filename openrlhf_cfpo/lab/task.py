@@ -21,6 +21,16 @@ BOS_ID = TOKEN_ID["<bos>"]
 SPLIT_SEED = 20240917
 
 
+def check_task_size(digits: int, eval_size: int) -> None:
+    """Raise ValueError unless the held-out and probe sets (eval_size each) leave training problems."""
+    n_problems = 10 ** (2 * digits)
+    if not 1 <= eval_size <= n_problems // 4:
+        raise ValueError(
+            f"eval_size must be between 1 and a quarter of the {n_problems} problems of a {digits}-digit task "
+            f"({n_problems // 4}); got {eval_size}"
+        )
+
+
 @dataclass(frozen=True)
 class Problems:
     """A batch of addition problems: operands (n,) and their prompt token ids (n, prompt_length)."""
@@ -43,10 +53,8 @@ class AdditionTask:
 
     def __init__(self, digits: int, eval_size: int):
         self.digits = digits
-        n_problems = 10 ** (2 * digits)
-        if eval_size >= n_problems:
-            raise ValueError(f"eval_size ({eval_size}) must be smaller than the {n_problems} problems of a {digits}-digit task")
-        order = torch.randperm(n_problems, generator=torch.Generator().manual_seed(SPLIT_SEED))
+        check_task_size(digits, eval_size)
+        order = torch.randperm(10 ** (2 * digits), generator=torch.Generator().manual_seed(SPLIT_SEED))
         self.train_ids = order[eval_size:]
         self.prompt_length = 2 * digits + 3  # <bos> a + b =
         self.max_new_tokens = digits + 2  # up to digits+1 sum digits, then <eos>

@@ -112,8 +112,12 @@ def warm_start(config: LabConfig, task: AdditionTask, cache_dir: Path) -> Tuple[
     if (path / INFO_FILE).is_file():
         logger.info("warm-up checkpoint from cache: %s", path)
         return _load_checkpoint(path, config.device), json.loads((path / INFO_FILE).read_text())
-    logger.info("training the warm-up policy (%d supervised steps); cached at %s", config.warmup_steps, path)
+    logger.info(
+        "training the warm-up policy (until %.0f%% probe accuracy, at most %d steps); cached at %s",
+        100 * config.warmup_target_accuracy, config.warmup_steps, path,
+    )
     model, info = train_warmup(config, task)
+    logger.info("warm-up: %d steps, held-out accuracy %.3f", info["steps"], info["heldout_accuracy"])
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     _save_checkpoint(model, tmp)

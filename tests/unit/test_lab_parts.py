@@ -88,6 +88,7 @@ def test_token_weighted_means_weight_by_tokens_and_keep_extremes():
         (dict(advantage="gae"), "--advantage must be one of group_norm, rloo"),
         (dict(kl_coef=-1.0), "--kl-coef must be >= 0"),
         (dict(device="tpu"), "--device must be cpu or cuda"),
+        (dict(digits=1, eval_size=26), "eval_size must be between 1 and a quarter of the 100 problems"),
     ],
 )
 def test_validate_names_the_flag(change, message):
@@ -151,6 +152,8 @@ def test_findings_paragraph_is_computed_from_the_numbers():
                 "warmup": {"heldout_accuracy": 0.3}}
 
     collapsed = findings(summary(0.1))
+    assert "Cells ending 3+ points below the warm-up policy (30.0%): ppo-it16 (-20.0)." in collapsed
+    assert "All cells share seed 0" in collapsed
     assert "ppo ends at 50.0% held-out accuracy with 1 iteration(s) and 10.0% with 16 (lower by 40.0 points)" in collapsed
     assert "CFPO ends ahead of PPO-clip at iterations 16 (+50.0)" in collapsed
     assert "within 3 points of it at iterations 1" in collapsed
@@ -158,3 +161,4 @@ def test_findings_paragraph_is_computed_from_the_numbers():
     level = findings(summary(0.6))
     assert "No cell meets the collapse rule" in level
     assert "within 3 points of it at iterations 1, 16" in level
+    assert "No cell ends 3+ points below the warm-up policy (30.0%)." in level
