@@ -21,57 +21,53 @@ def _default_cache_dir() -> Path:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--objectives", default="ppo,cfpo", help="comma-separated objectives [ppo,cfpo]")
-    parser.add_argument("--iterations", default="1,2,4,8,16",
-                        help="comma-separated sample-reuse counts, passes over each rollout batch [1,2,4,8,16]")
-    parser.add_argument("--batch-ratio", type=int, default=1,
-                        help="mini-batch updates per pass: rollout batch / mini-batch size [1]")
-    parser.add_argument("--advantage", default="group_norm", help="group_norm (eq. 9) or rloo (eq. 10) [group_norm]")
-    parser.add_argument("--seed", type=int, default=0, help="seed of everything [0]")
-    parser.add_argument("--steps", type=int, default=None, help="RL steps per cell [100; 3 with --quick]")
-    parser.add_argument("--eps", type=float, default=None, help="trust-region half-width ε for both sides [0.2]")
-    parser.add_argument("--kl-coef", type=float, default=None, help="β, k3 KL penalty to the warm-up policy [0]")
-    parser.add_argument("--lr", type=float, default=None, help="RL learning rate [3e-4]")
+    # Defaults live in LabConfig (openrlhf_cfpo/lab/config.py); a flag left out keeps them. The
+    # bracketed values below only document them, so that --help needs no torch import.
+    parser.add_argument("--objectives", help="comma-separated objectives from openrlhf_cfpo.objectives [ppo,cfpo]")
+    parser.add_argument("--iterations", help="comma-separated sample-reuse counts: passes over each rollout batch [1,2,4,8,16]")
+    parser.add_argument("--batch-ratio", type=int, help="mini-batch updates per pass: rollout batch / mini-batch size [1]")
+    parser.add_argument("--advantage", help="group_norm (eq. 9) or rloo (eq. 10) [group_norm]")
+    parser.add_argument("--seed", type=int, help="seed of model init, data, sampling and mini-batch order [0]")
+    parser.add_argument("--steps", type=int, help="RL steps per cell [100; 3 with --quick]")
+    parser.add_argument("--eps", type=float, help="trust-region half-width for both sides [0.2]")
+    parser.add_argument("--kl-coef", type=float, help="beta: k3 KL penalty to the warm-up policy [0]")
+    parser.add_argument("--lr", type=float, help="RL learning rate [3e-4]")
     parser.add_argument("--quick", action="store_true", help="tiny model and few steps: a smoke run in well under a minute")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda [cpu]")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads; 1 gives the same numbers on any machine [1]")
-    parser.add_argument("--out", type=Path, default=None, help="output folder [runs/lab/<timestamp>]")
-    parser.add_argument("--cache-dir", type=Path, default=None,
+    parser.add_argument("--device", help="cpu or cuda [cpu]")
+    parser.add_argument("--threads", type=int, help="torch CPU threads; 1 gives the same numbers on any machine [1]")
+    parser.add_argument("--out", type=Path, help="output folder; rerun with the same settings to resume [runs/lab/<timestamp>]")
+    parser.add_argument("--cache-dir", type=Path,
                         help="warm-up checkpoint cache [$XDG_CACHE_HOME/openrlhf-cfpo/lab or ~/.cache/openrlhf-cfpo/lab]")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (it shows on a terminal only)")
 
 
-def _int_list(flag: str, text: str):
+def _names(text: str):
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _int_list(text: str):
     try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
+        return tuple(int(part) for part in _names(text))
     except ValueError:
-        raise ValueError(f"{flag} takes comma-separated integers, e.g. {flag} 1,4; got {text!r}") from None
+        raise ValueError(f"--iterations takes comma-separated integers, e.g. --iterations 1,4; got {text!r}") from None
 
 
 def build_config(args):
-    """The LabConfig for parsed arguments: defaults, then --quick's presets, then explicit flags."""
+    """The LabConfig for parsed arguments: its defaults, then --quick's presets, then the flags given."""
     from dataclasses import replace
 
     from openrlhf_cfpo.lab.config import LabConfig, quick, validate
 
-    config = LabConfig()
-    if args.quick:
-        config = quick(config)
-    overrides = {
-        "objectives": tuple(part.strip() for part in args.objectives.split(",") if part.strip()),
-        "iterations_list": _int_list("--iterations", args.iterations),
-        "batch_ratio": args.batch_ratio,
-        "advantage": args.advantage,
-        "seed": args.seed,
-        "device": args.device,
-        "threads": args.threads,
+    config = quick(LabConfig()) if args.quick else LabConfig()
+    flags = {
+        "objectives": (args.objectives, _names), "iterations_list": (args.iterations, _int_list),
+        "batch_ratio": (args.batch_ratio, None), "advantage": (args.advantage, None), "seed": (args.seed, None),
+        "steps": (args.steps, None), "kl_coef": (args.kl_coef, None), "lr": (args.lr, None),
+        "device": (args.device, None), "threads": (args.threads, None),
+        "eps_low": (args.eps, None), "eps_high": (args.eps, None),
     }
-    for key, value in (("steps", args.steps), ("kl_coef", args.kl_coef), ("lr", args.lr)):
-        if value is not None:
-            overrides[key] = value
-    if args.eps is not None:
-        overrides.update(eps_low=args.eps, eps_high=args.eps)
+    overrides = {field: convert(value) if convert else value
+                 for field, (value, convert) in flags.items() if value is not None}
     config = replace(config, **overrides)
     validate(config)
     if config.device.startswith("cuda"):

@@ -1,5 +1,6 @@
 """Lab pieces without a model: advantages, masks, rewards, metric averaging, config checks, Figure 1, report text."""
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -162,3 +163,22 @@ def test_findings_paragraph_is_computed_from_the_numbers():
     assert "No cell meets the collapse rule" in level
     assert "within 3 points of it at iterations 1, 16" in level
     assert "No cell ends 3+ points below the warm-up policy (30.0%)." in level
+
+
+def test_cli_defaults_are_labconfigs_and_flags_override_them():
+    from openrlhf_cfpo.cli.lab import build_config
+    from openrlhf_cfpo.cli.main import build_parser
+
+    parse = lambda *argv: build_parser().parse_args(["lab", *argv])  # noqa: E731
+    assert build_config(parse()) == LabConfig()
+    assert build_config(parse("--quick")) == quick(LabConfig())
+    config = build_config(parse("--quick", "--steps", "7", "--eps", "0.1", "--iterations", "2, 8", "--objectives", "cfpo"))
+    assert config == replace(quick(LabConfig()), steps=7, eps_low=0.1, eps_high=0.1, iterations_list=(2, 8),
+                             objectives=("cfpo",))
+    # the bracketed defaults in --help document LabConfig's values
+    help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["lab"].format_help().split())
+    defaults = LabConfig()
+    for shown in (",".join(defaults.objectives), ",".join(map(str, defaults.iterations_list)),
+                  f"[{defaults.batch_ratio}]", f"[{defaults.advantage}]", f"[{defaults.steps};", f"[{defaults.eps_low}]"):
+        assert shown in help_text
+    assert float(re.search(r"learning rate \[([^\]]+)\]", help_text).group(1)) == defaults.lr
