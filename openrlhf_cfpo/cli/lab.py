@@ -23,22 +23,23 @@ def _default_cache_dir() -> Path:
 def add_arguments(parser) -> None:
     # Defaults live in LabConfig (openrlhf_cfpo/lab/config.py); a flag left out keeps them. The
     # bracketed values below only document them, so that --help needs no torch import.
-    parser.add_argument("--objectives", help="comma-separated objectives from openrlhf_cfpo.objectives [ppo,cfpo]")
-    parser.add_argument("--iterations", help="comma-separated sample-reuse counts: passes over each rollout batch [1,2,4,8,16]")
-    parser.add_argument("--batch-ratio", type=int, help="mini-batch updates per pass: rollout batch / mini-batch size [1]")
-    parser.add_argument("--advantage", help="group_norm (eq. 9) or rloo (eq. 10) [group_norm]")
-    parser.add_argument("--seed", type=int, help="seed of model init, data, sampling and mini-batch order [0]")
-    parser.add_argument("--steps", type=int, help="RL steps per cell [100; 3 with --quick]")
-    parser.add_argument("--eps", type=float, help="trust-region half-width for both sides [0.2]")
-    parser.add_argument("--kl-coef", type=float, help="beta: k3 KL penalty to the warm-up policy [0]")
-    parser.add_argument("--lr", type=float, help="RL learning rate [3e-4]")
-    parser.add_argument("--quick", action="store_true", help="tiny model and few steps: a smoke run in well under a minute")
-    parser.add_argument("--device", help="cpu or cuda [cpu]")
-    parser.add_argument("--threads", type=int, help="torch CPU threads; 1 gives the same numbers on any machine [1]")
-    parser.add_argument("--out", type=Path, help="output folder; rerun with the same settings to resume [runs/lab/<timestamp>]")
-    parser.add_argument("--cache-dir", type=Path,
-                        help="warm-up checkpoint cache [$XDG_CACHE_HOME/openrlhf-cfpo/lab or ~/.cache/openrlhf-cfpo/lab]")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (it shows on a terminal only)")
+    add = parser.add_argument
+    add("--objectives", help="comma-separated objectives from openrlhf_cfpo.objectives [ppo,cfpo]")
+    add("--iterations", help="comma-separated sample-reuse counts, passes over each rollout batch [1,2,4,8,16]")
+    add("--batch-ratio", type=int, help="mini-batch updates per pass: rollout batch / mini-batch size [1]")
+    add("--advantage", help="group_norm (eq. 9) or rloo (eq. 10) [group_norm]")
+    add("--seed", type=int, help="seed of model init, data, sampling and mini-batch order [0]")
+    add("--steps", type=int, help="RL steps per cell [100; 3 with --quick]")
+    add("--eps", type=float, help="trust-region half-width for both sides [0.2]")
+    add("--kl-coef", type=float, help="beta: k3 KL penalty to the warm-up policy [0]")
+    add("--lr", type=float, help="RL learning rate [3e-4]")
+    add("--quick", action="store_true", help="tiny model and few steps: a smoke run in well under a minute")
+    add("--device", help="cpu or cuda [cpu]")
+    add("--threads", type=int, help="torch CPU threads; 1 gives the same numbers on any machine [1]")
+    add("--out", type=Path, help="output folder; rerun with the same settings to resume [runs/lab/<timestamp>]")
+    add("--cache-dir", type=Path,
+        help="warm-up checkpoint cache [$XDG_CACHE_HOME/openrlhf-cfpo/lab or ~/.cache/openrlhf-cfpo/lab]")
+    add("--no-progress", action="store_true", help="no progress bar (it shows on a terminal only)")
 
 
 def _names(text: str):

@@ -136,7 +136,9 @@ def validate(config: LabConfig) -> None:
     if not config.iterations_list:
         raise ValueError("--iterations is empty; give at least one count >= 1, e.g. --iterations 1,4")
     if any(k < 1 for k in config.iterations_list):
-        raise ValueError(f"--iterations must all be >= 1 (passes over each rollout batch); got {list(config.iterations_list)}")
+        raise ValueError(
+            f"--iterations must all be >= 1 (passes over each rollout batch); got {list(config.iterations_list)}"
+        )
     if len(set(config.iterations_list)) != len(config.iterations_list):
         raise ValueError("--iterations lists a count twice; give each once")
     if config.advantage not in ADVANTAGE_ESTIMATORS:
@@ -152,7 +154,9 @@ def validate(config: LabConfig) -> None:
             f"(prompts_per_step x group_size); got {config.batch_ratio}"
         )
     if config.group_size < 2:
-        raise ValueError(f"group_size must be >= 2 (advantages compare responses to one prompt); got {config.group_size}")
+        raise ValueError(
+            f"group_size must be >= 2 (advantages compare responses to one prompt); got {config.group_size}"
+        )
     for name in ("steps", "prompts_per_step", "eval_size", "digits", "hidden_size", "num_layers",
                  "num_heads", "warmup_batch_size", "threads"):
         if getattr(config, name) < 1:

@@ -45,7 +45,7 @@ def compute_advantages(rewards: torch.Tensor, group_size: int, estimator: str) -
 
 
 def k3_kl(log_probs: torch.Tensor, ref_log_probs: torch.Tensor) -> torch.Tensor:
-    """Per-token k3 estimate of KL(π_θ ‖ π_ref): exp(−d) − 1 + d, d = log π_θ − log π_ref (as OpenRLHF)."""
+    """Per-token k3 estimate of KL(π_θ ‖ π_ref), as OpenRLHF: exp(−d) − 1 + d, d = log π_θ − log π_ref."""
     d = (log_probs - ref_log_probs).clamp(min=-10)
     return (-d).exp() - 1 + d
 

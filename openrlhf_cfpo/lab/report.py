@@ -93,7 +93,8 @@ def write_figures(out: Path, cells: Sequence[CellConfig], histories: Dict[str, L
     folder = out / "figures"
     ratio, series = objective_vs_ratio_series()
     plot_lines(
-        ratio, series, folder / "objective_vs_ratio.png", xlabel="ratio r = π_θ / π_old", ylabel="surrogate J and dJ/dr",
+        ratio, series, folder / "objective_vs_ratio.png",
+        xlabel="ratio r = π_θ / π_old", ylabel="surrogate J and dJ/dr",
         title=f"Per-token surrogate J = −loss and its gradient (ε = {FIGURE1_EPS})",
     )
     notes = plot_metric_grid(
@@ -136,7 +137,8 @@ def findings(summary: Dict) -> str:
             sentences.append(f"{objective} ends at {_pct(low['final_accuracy'])} held-out accuracy with "
                              f"{low['iterations']} iteration(s).")
     if {"ppo", "cfpo"} <= set(by_objective):
-        shared = sorted({c["iterations"] for c in by_objective["ppo"]} & {c["iterations"] for c in by_objective["cfpo"]})
+        counts = [{c["iterations"] for c in by_objective[name]} for name in ("ppo", "cfpo")]
+        shared = sorted(counts[0] & counts[1])
         gaps = []
         for k in shared:
             ppo = next(c for c in by_objective["ppo"] if c["iterations"] == k)
@@ -152,7 +154,7 @@ def findings(summary: Dict) -> str:
             parts.append(f"behind it at iterations {', '.join(behind)}")
         if level:
             parts.append(f"within {100 * SAME_ACCURACY:.0f} points of it at iterations {', '.join(level)}")
-        sentences.append("Comparing final held-out accuracy (CFPO minus PPO-clip, in points): " + "; ".join(parts) + ".")
+        sentences.append(f"Comparing final held-out accuracy (CFPO minus PPO-clip, in points): {'; '.join(parts)}.")
     start = summary["warmup"]["heldout_accuracy"]
     below = [f"{c['objective']}-it{c['iterations']} ({100 * (c['final_accuracy'] - start):+.1f})"
              for c in cells if c["final_accuracy"] <= start - SAME_ACCURACY]
@@ -195,7 +197,9 @@ def write_outputs(
         "collapse_rule": COLLAPSE_RULE,
         "final_window": "final_reward and final_entropy average the last tenth of the steps (at least one)",
         "eval_size": config.eval_size,
-        "warmup": {key: warmup_info[key] for key in ("key", "steps", "final_loss", "probe_accuracy", "heldout_accuracy")},
+        "warmup": {
+            key: warmup_info[key] for key in ("key", "steps", "final_loss", "probe_accuracy", "heldout_accuracy")
+        },
         "wall_time_s": round(sum(r["wall_time_s"] for r in results.values()), 2),
         "cells": [
             summarize_cell(histories[c.name], warmup_info["heldout_accuracy"], results[c.name]["wall_time_s"])
@@ -213,7 +217,8 @@ def write_outputs(
         "# CFPO lab: PPO-clip vs CFPO under sample reuse",
         "",
         f"Settings: {settings} (all in config.json). Held-out accuracy is greedy exact-match on "
-        f"{config.eval_size} problems never used in warm-up or RL; cells ran for {summary['wall_time_s']:.0f} s in all.",
+        f"{config.eval_size} problems never used in warm-up or RL; "
+        f"cells ran for {summary['wall_time_s']:.0f} s in all.",
         "",
         _table(summary["cells"]),
         "",

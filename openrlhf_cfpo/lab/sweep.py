@@ -73,7 +73,9 @@ def prepare_output(out: Path, config: LabConfig) -> None:
         try:
             saved = json.loads(saved_path.read_text(encoding="utf-8"))["config"]
         except (json.JSONDecodeError, KeyError, TypeError):
-            raise LabOutputError(f"--out {out} has a {CONFIG_FILE} that is not a lab config; give a new --out") from None
+            raise LabOutputError(
+                f"--out {out} has a {CONFIG_FILE} that is not a lab config; give a new --out"
+            ) from None
         current = config.to_dict()
         differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         if differing:
@@ -84,7 +86,9 @@ def prepare_output(out: Path, config: LabConfig) -> None:
         logger.info("resuming the sweep in %s", out)
         return
     if out.is_dir() and any(out.iterdir()):
-        raise LabOutputError(f"--out {out} is a non-empty folder without a lab {CONFIG_FILE}; give a new or empty folder")
+        raise LabOutputError(
+            f"--out {out} is a non-empty folder without a lab {CONFIG_FILE}; give a new or empty folder"
+        )
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(saved_path, {"config": config.to_dict(), **run_provenance()})
 

@@ -16,6 +16,15 @@ from openrlhf_cfpo.lab.warmup import warm_start
 CONFIG = replace(quick(LabConfig()), steps=2)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """As the lab runs (LabConfig.threads): steady speed on shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(CONFIG.threads)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def warm(tmp_path_factory):
     task = AdditionTask(CONFIG.digits, CONFIG.eval_size)

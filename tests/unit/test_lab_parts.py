@@ -155,7 +155,8 @@ def test_findings_paragraph_is_computed_from_the_numbers():
     collapsed = findings(summary(0.1))
     assert "Cells ending 3+ points below the warm-up policy (30.0%): ppo-it16 (-20.0)." in collapsed
     assert "All cells share seed 0" in collapsed
-    assert "ppo ends at 50.0% held-out accuracy with 1 iteration(s) and 10.0% with 16 (lower by 40.0 points)" in collapsed
+    assert ("ppo ends at 50.0% held-out accuracy with 1 iteration(s) and 10.0% with 16 (lower by 40.0 points)"
+            in collapsed)
     assert "CFPO ends ahead of PPO-clip at iterations 16 (+50.0)" in collapsed
     assert "within 3 points of it at iterations 1" in collapsed
     assert "collapse rule" in collapsed and "ppo-it16." in collapsed
@@ -172,13 +173,16 @@ def test_cli_defaults_are_labconfigs_and_flags_override_them():
     parse = lambda *argv: build_parser().parse_args(["lab", *argv])  # noqa: E731
     assert build_config(parse()) == LabConfig()
     assert build_config(parse("--quick")) == quick(LabConfig())
-    config = build_config(parse("--quick", "--steps", "7", "--eps", "0.1", "--iterations", "2, 8", "--objectives", "cfpo"))
+    config = build_config(
+        parse("--quick", "--steps", "7", "--eps", "0.1", "--iterations", "2, 8", "--objectives", "cfpo")
+    )
     assert config == replace(quick(LabConfig()), steps=7, eps_low=0.1, eps_high=0.1, iterations_list=(2, 8),
                              objectives=("cfpo",))
     # the bracketed defaults in --help document LabConfig's values
     help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["lab"].format_help().split())
     defaults = LabConfig()
     for shown in (",".join(defaults.objectives), ",".join(map(str, defaults.iterations_list)),
-                  f"[{defaults.batch_ratio}]", f"[{defaults.advantage}]", f"[{defaults.steps};", f"[{defaults.eps_low}]"):
+                  f"[{defaults.batch_ratio}]", f"[{defaults.advantage}]", f"[{defaults.steps};",
+                  f"[{defaults.eps_low}]"):
         assert shown in help_text
     assert float(re.search(r"learning rate \[([^\]]+)\]", help_text).group(1)) == defaults.lr
