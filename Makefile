@@ -23,9 +23,9 @@ $(STAMP): setup.py requirements/openrlhf-cpu.txt requirements/cpu-constraints.tx
 test: $(STAMP)
 	$(PY) -m pytest
 
+# The CPU lab with its defaults: ppo,cfpo x iterations 1,2,4,8,16 into runs/lab/<timestamp> (docs/lab.md).
 demo: $(STAMP)
-	@echo "make demo will run the CPU lab: openrlhf-cfpo lab (objectives ppo,cfpo x iterations 1,2,4,8,16)."
-	@echo "The lab lands with its own issue; until then this target only bootstraps .venv."
+	$(PY) -m openrlhf_cfpo.cli lab
 
 bench: $(STAMP)
 	$(PY) bench/loss_bench.py

@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import List, Optional
 
-SUBCOMMANDS = ("train", "eval", "report")
+SUBCOMMANDS = ("train", "lab", "eval", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -120,7 +120,7 @@ def plot_lines(
     for name, values in series.items():
         if len(values) != len(x):
             raise ValueError(f"series {name!r} has {len(values)} values for {len(x)} x values")
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(8.4, 4.4))
     for name, values in series.items():
         ax.plot(_as_float(x), _as_float(values), label=name, linewidth=1.5)
     ax.set_xlabel(xlabel)
@@ -128,6 +128,6 @@ def plot_lines(
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # outside: never hides a line
     fig.tight_layout()
     _save(fig, path)

@@ -1,7 +1,8 @@
-"""Metrics as JSON Lines: one JSON object per line, appended and flushed as a run goes.
+"""Run files: metrics as JSON Lines (one object per line, appended and flushed) and atomic writes.
 
 A run that is killed mid-write leaves at most a truncated last line; ``read_metrics_jsonl`` skips
-it with a warning, so a crashed run's metrics stay readable.
+it with a warning, so a crashed run's metrics stay readable. Whole files (summaries, reports) are
+written atomically with ``write_text_atomic`` / ``write_json_atomic``.
 """
 
 from __future__ import annotations
@@ -79,3 +80,25 @@ def read_metrics_jsonl(path: PathLike) -> List[Dict[str, Any]]:
             raise ValueError(f"{path}:{number}: expected a JSON object per line, got {type(record).__name__}")
         records.append(record)
     return records
+
+
+def write_text_atomic(path: PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: PathLike, data: Any) -> None:
+    """``data`` as indented JSON (non-finite floats as null), written atomically."""
+    write_text_atomic(path, json.dumps(_json_tree(data), indent=2, allow_nan=False) + "\n")
+
+
+def _json_tree(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {key: _json_tree(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_json_tree(value) for value in data]
+    return _json_value(data)

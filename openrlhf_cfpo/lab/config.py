@@ -1,0 +1,177 @@
+"""Hyper-parameters of the lab, one dataclass with one line of documentation per field.
+
+``LabConfig`` describes one sweep: every field except ``objectives`` and ``iterations_list`` is
+shared by all its cells, so PPO and CFPO get the same seeds, data order and everything else.
+``WARMUP_FIELDS`` are the fields that determine the warm-up checkpoint (its cache key).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Dict, Tuple
+
+from openrlhf_cfpo.lab.task import check_task_size
+from openrlhf_cfpo.objectives import OBJECTIVES, check_trust_region
+
+ADVANTAGE_ESTIMATORS = ("group_norm", "rloo")
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    objectives: Tuple[str, ...] = ("ppo", "cfpo")
+    """surrogates from openrlhf_cfpo.objectives: "ppo" = PPO-clip/GRPO eq. (6), "cfpo" = eqs. (7)-(8)"""
+    iterations_list: Tuple[int, ...] = (1, 2, 4, 8, 16)
+    """sample reuse: optimisation passes over each rollout batch (TRL num_iterations, OpenRLHF max_epochs)"""
+    batch_ratio: int = 1
+    """mini-batches per pass = rollout batch / mini-batch size; policy updates per rollout = iterations x this"""
+    advantage: str = "group_norm"
+    """advantage estimator: "group_norm" (eq. 9, GRPO) or "rloo" (eq. 10, leave-one-out baseline)"""
+    seed: int = 0
+    """seeds model init, warm-up data, rollout prompts, sampling and mini-batch shuffles"""
+    steps: int = 100
+    """RL steps per cell; each samples one rollout batch and then optimises on it"""
+    prompts_per_step: int = 16
+    """prompts per rollout batch"""
+    group_size: int = 8
+    """sampled responses per prompt (G); the rollout batch holds prompts_per_step x group_size responses"""
+    eps_low: float = 0.2
+    """trust region lower half-width: r >= 1 - eps_low for tokens with A < 0"""
+    eps_high: float = 0.2
+    """trust region upper half-width: r <= 1 + eps_high for tokens with A > 0"""
+    kl_coef: float = 0.0
+    """beta: weight of the k3 KL penalty to the warm-up (reference) policy; 0 = no reference model"""
+    lr: float = 3e-4
+    """RL learning rate (AdamW, betas 0.9/0.95, no weight decay, constant)"""
+    max_grad_norm: float = 1.0
+    """gradient clipping by global norm before every policy update (OpenRLHF's default)"""
+    eval_size: int = 256
+    """held-out problems (never seen in warm-up or RL), answered greedily after every RL step"""
+    digits: int = 2
+    """operand width of the addition task: prompts 'ab+cd=' with a sum written in full"""
+    hidden_size: int = 64
+    """width of the tiny Llama policy"""
+    num_layers: int = 2
+    """transformer blocks of the tiny Llama policy"""
+    num_heads: int = 4
+    """attention heads of the tiny Llama policy"""
+    warmup_steps: int = 3000
+    """most supervised warm-up steps before RL (it stops earlier at warmup_target_accuracy)"""
+    warmup_target_accuracy: float = 0.3
+    """warm-up stops once greedy accuracy on training problems reaches this, so rewards start mixed"""
+    warmup_batch_size: int = 64
+    """problems per supervised warm-up step"""
+    warmup_lr: float = 3e-3
+    """supervised warm-up learning rate (AdamW, constant)"""
+    device: str = "cpu"
+    """torch device: "cpu" (deterministic for a seed) or "cuda\""""
+    threads: int = 1
+    """torch CPU threads; 1 gives the same numbers on any machine and stays fast on busy shared cores"""
+
+    def cell(self, objective: str, iterations: int) -> "CellConfig":
+        return CellConfig(objective=objective, iterations=iterations, batch_ratio=self.batch_ratio, seed=self.seed)
+
+    def cells(self):
+        """Every (objective, iterations) cell, iteration counts outermost so a partial sweep pairs up."""
+        return [self.cell(o, k) for k in self.iterations_list for o in self.objectives]
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = asdict(self)
+        data["objectives"] = list(self.objectives)
+        data["iterations_list"] = list(self.iterations_list)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "LabConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown lab config keys: {', '.join(unknown)}")
+        data = dict(data)
+        for key in ("objectives", "iterations_list"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """The settings that differ between the cells of one sweep, plus what identifies a cell's metrics."""
+
+    objective: str
+    iterations: int
+    batch_ratio: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.objective}-it{self.iterations}"
+
+
+WARMUP_FIELDS = (
+    "seed", "digits", "hidden_size", "num_layers", "num_heads", "warmup_steps", "warmup_target_accuracy",
+    "warmup_batch_size", "warmup_lr", "eval_size", "device", "threads",
+)
+
+# `--quick`: a tiny model, warm-up and RL run for tests and smoke checks (well under a minute).
+QUICK = dict(
+    steps=3, prompts_per_step=4, group_size=4, eval_size=20, digits=1, hidden_size=32,
+    num_layers=1, num_heads=2, warmup_steps=40, warmup_batch_size=32,
+)
+
+
+def quick(config: LabConfig) -> LabConfig:
+    """``config`` with the tiny `--quick` settings."""
+    return replace(config, **QUICK)
+
+
+def validate(config: LabConfig) -> None:
+    """Raise ValueError naming the flag and the fix for the first invalid setting."""
+    if not config.objectives:
+        raise ValueError("--objectives is empty; give at least one of: " + ", ".join(OBJECTIVES))
+    for name in config.objectives:
+        if name not in OBJECTIVES:
+            raise ValueError(f"--objectives: unknown objective {name!r}; choose from: {', '.join(OBJECTIVES)}")
+    if len(set(config.objectives)) != len(config.objectives):
+        raise ValueError("--objectives lists an objective twice; give each once")
+    if not config.iterations_list:
+        raise ValueError("--iterations is empty; give at least one count >= 1, e.g. --iterations 1,4")
+    if any(k < 1 for k in config.iterations_list):
+        raise ValueError(
+            f"--iterations must all be >= 1 (passes over each rollout batch); got {list(config.iterations_list)}"
+        )
+    if len(set(config.iterations_list)) != len(config.iterations_list):
+        raise ValueError("--iterations lists a count twice; give each once")
+    if config.advantage not in ADVANTAGE_ESTIMATORS:
+        raise ValueError(f"--advantage must be one of {', '.join(ADVANTAGE_ESTIMATORS)}; got {config.advantage!r}")
+    try:
+        check_trust_region(config.eps_low, config.eps_high)
+    except ValueError as err:
+        raise ValueError(f"--eps: {err}") from None
+    rollout = config.prompts_per_step * config.group_size
+    if config.batch_ratio < 1 or rollout % config.batch_ratio:
+        raise ValueError(
+            f"--batch-ratio must be >= 1 and divide the rollout batch of {rollout} responses "
+            f"(prompts_per_step x group_size); got {config.batch_ratio}"
+        )
+    if config.group_size < 2:
+        raise ValueError(
+            f"group_size must be >= 2 (advantages compare responses to one prompt); got {config.group_size}"
+        )
+    for name in ("steps", "prompts_per_step", "eval_size", "digits", "hidden_size", "num_layers",
+                 "num_heads", "warmup_batch_size", "threads"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1; got {getattr(config, name)}")
+    if config.warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0; got {config.warmup_steps}")
+    if not 0 < config.warmup_target_accuracy <= 1:
+        raise ValueError(f"warmup_target_accuracy must be in (0, 1]; got {config.warmup_target_accuracy}")
+    check_task_size(config.digits, config.eval_size)
+    if config.hidden_size % config.num_heads:
+        raise ValueError(f"hidden_size ({config.hidden_size}) must be a multiple of num_heads ({config.num_heads})")
+    for name in ("lr", "warmup_lr", "max_grad_norm"):
+        if not getattr(config, name) > 0:
+            raise ValueError(f"{name} must be > 0; got {getattr(config, name)}")
+    if config.kl_coef < 0:
+        raise ValueError(f"--kl-coef must be >= 0; got {config.kl_coef}")
+    if config.device not in ("cpu", "cuda") and not config.device.startswith("cuda:"):
+        raise ValueError(f"--device must be cpu or cuda; got {config.device!r}")
