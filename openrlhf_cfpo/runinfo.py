@@ -1,21 +1,25 @@
 """Atomic file writes and the provenance record every command writes next to its results.
 
 A run record is ``{"config": <resolved configuration>, "versions": {package: version},
-"git_sha": <this checkout's commit or null>, "command": argv, "started_utc": ISO time}``. Imports nothing of ours and
+"git_sha": <this checkout's commit or null>, "python", "platform", "command": argv,
+"started_utc": ISO time}``. Imports nothing of ours and
 nothing heavy, so every layer (cli, lab, evaluation, reporting) may use it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
+import math
 import os
+import platform
 import subprocess
 import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, Iterator, Optional
 
 RUN_RECORD_PACKAGES = (
     "openrlhf-cfpo", "openrlhf", "torch", "transformers", "deepspeed", "ray", "vllm", "lm-eval",
@@ -23,25 +27,46 @@ RUN_RECORD_PACKAGES = (
 )
 
 
-def atomic_write_text(path: os.PathLike | str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename, so a
-    reader never sees a half-written file and a crash leaves the previous version intact."""
+@contextlib.contextmanager
+def atomic_output(path: os.PathLike | str) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; renamed onto ``path`` when the block succeeds,
+    removed when it fails. Readers never see a half-written file; a crash keeps the previous one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: os.PathLike | str, text: str) -> None:
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def json_ready(data: Any) -> Any:
+    """``data`` with tensor/numpy scalars as Python numbers and non-finite floats as None (JSON null)."""
+    if isinstance(data, dict):
+        return {key: json_ready(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_ready(value) for value in data]
+    if getattr(data, "shape", None) == () and callable(getattr(data, "item", None)):
+        data = data.item()
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    return data
 
 
 def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+    """``obj`` as indented JSON (non-finite floats as null), written atomically."""
+    text = json.dumps(json_ready(obj), indent=2, ensure_ascii=False, allow_nan=False, default=str)
+    atomic_write_text(path, text + "\n")
 
 
 def package_versions(names: Iterable[str] = RUN_RECORD_PACKAGES) -> Dict[str, Optional[str]]:
@@ -66,11 +91,13 @@ def git_sha() -> Optional[str]:
 
 
 def write_run_record(path: os.PathLike | str, config: Dict[str, Any]) -> Path:
-    """Write the run record (config, package versions, git SHA, command line, start time) to ``path``."""
+    """Write the run record (config, versions, git SHA, Python, platform, command, start time) to ``path``."""
     atomic_write_json(path, {
         "config": dict(config),
         "versions": package_versions(),
         "git_sha": git_sha(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
         "command": sys.argv,
         "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })

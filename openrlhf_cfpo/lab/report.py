@@ -15,7 +15,7 @@ import torch
 from openrlhf_cfpo.lab.config import CellConfig, LabConfig
 from openrlhf_cfpo.objectives import get_objective
 from openrlhf_cfpo.reporting.figures import Curve, plot_lines, plot_metric_grid
-from openrlhf_cfpo.reporting.metrics import write_json_atomic, write_text_atomic
+from openrlhf_cfpo.runinfo import atomic_write_json, atomic_write_text
 
 COLLAPSE_FRACTION = 0.5
 COLLAPSE_RULE = (
@@ -206,7 +206,7 @@ def write_outputs(
             for c in cells
         ],
     }
-    write_json_atomic(out / "summary.json", summary)
+    atomic_write_json(out / "summary.json", summary)
     notes = write_figures(out, cells, histories)
     settings = ", ".join(
         f"{key}={getattr(config, key)}" for key in
@@ -235,5 +235,5 @@ def write_outputs(
     ]
     if notes:
         lines += ["Figure notes:", "", *[f"- {note}" for note in notes], ""]
-    write_text_atomic(out / "report.md", "\n".join(lines))
+    atomic_write_text(out / "report.md", "\n".join(lines))
     return summary

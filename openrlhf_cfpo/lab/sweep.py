@@ -18,12 +18,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
-import platform
 import shutil
-import subprocess
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -34,34 +30,16 @@ from openrlhf_cfpo.lab.loop import train_cell
 from openrlhf_cfpo.lab.report import write_outputs
 from openrlhf_cfpo.lab.task import AdditionTask
 from openrlhf_cfpo.lab.warmup import warm_start
-from openrlhf_cfpo.reporting.metrics import MetricsWriter, read_metrics_jsonl, write_json_atomic
+from openrlhf_cfpo.reporting.metrics import MetricsWriter, read_metrics_jsonl
+from openrlhf_cfpo.runinfo import atomic_output, atomic_write_json, write_run_record
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
-VERSIONED_PACKAGES = ("openrlhf-cfpo", "torch", "transformers", "numpy", "matplotlib")
 
 
 class LabOutputError(ValueError):
     """OUT cannot hold this sweep (another experiment's folder, or not a folder)."""
-
-
-def run_provenance() -> Dict[str, Any]:
-    """Package versions, Python, platform and the git SHA of this checkout (None outside git)."""
-    versions = {}
-    for name in VERSIONED_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True,
-            timeout=10, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha = None
-    return {"versions": versions, "python": platform.python_version(), "platform": platform.platform(), "git_sha": sha}
 
 
 def prepare_output(out: Path, config: LabConfig) -> None:
@@ -90,7 +68,7 @@ def prepare_output(out: Path, config: LabConfig) -> None:
             f"--out {out} is a non-empty folder without a lab {CONFIG_FILE}; give a new or empty folder"
         )
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(saved_path, {"config": config.to_dict(), **run_provenance()})
+    write_run_record(saved_path, config.to_dict())
 
 
 def _run_or_load_cell(out: Path, config: LabConfig, cell: CellConfig, policy, task, reference, progress):
@@ -112,18 +90,15 @@ def _run_or_load_cell(out: Path, config: LabConfig, cell: CellConfig, policy, ta
 
         history = train_cell(config, cell, copy.deepcopy(policy), task, reference=reference, on_step=on_step)
     result = {"cell": cell.name, "steps": len(history), "wall_time_s": round(time.perf_counter() - started, 2)}
-    write_json_atomic(result_path, result)
+    atomic_write_json(result_path, result)
     return history, result
 
 
 def _write_combined_metrics(out: Path, histories: Dict[str, List[Dict]]) -> None:
-    tmp = out / ".metrics.jsonl.tmp"
-    tmp.unlink(missing_ok=True)  # left by a run killed while writing it (the writer appends)
-    with MetricsWriter(tmp) as writer:
+    with atomic_output(out / "metrics.jsonl") as tmp, MetricsWriter(tmp) as writer:
         for history in histories.values():
             for line in history:
                 writer.write(line)
-    os.replace(tmp, out / "metrics.jsonl")
 
 
 def run_sweep(config: LabConfig, out: Path, cache_dir: Path, show_progress: Optional[bool] = None) -> Dict[str, Any]:
@@ -146,7 +121,7 @@ def _run_cells(config: LabConfig, out: Path, cache_dir: Path, show_progress: Opt
 
     task = AdditionTask(config.digits, config.eval_size)
     policy, warmup_info = warm_start(config, task, cache_dir)
-    write_json_atomic(out / "warmup.json", warmup_info)
+    atomic_write_json(out / "warmup.json", warmup_info)
     reference = policy if config.kl_coef > 0 else None  # the frozen warm-up policy (cells train a copy)
 
     cells = config.cells()

@@ -11,13 +11,14 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Dict, List, Sequence, Union
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+from openrlhf_cfpo.runinfo import atomic_output  # noqa: E402
 
 PathLike = Union[str, "os.PathLike[str]"]
 SOLID_OBJECTIVE = "cfpo"
@@ -40,13 +41,12 @@ def _has_data(curve: Curve) -> bool:
 
 
 def _save(fig, path: PathLike) -> None:
-    """Write the PNG atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    """Write the PNG atomically and close the figure."""
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def _as_float(values: Sequence) -> List[float]:

@@ -1,31 +1,23 @@
-"""Run files: metrics as JSON Lines (one object per line, appended and flushed) and atomic writes.
+"""Run metrics as JSON Lines: one object per line, appended and flushed.
 
 A run that is killed mid-write leaves at most a truncated last line; ``read_metrics_jsonl`` skips
 it with a warning, so a crashed run's metrics stay readable. Whole files (summaries, reports) are
-written atomically with ``write_text_atomic`` / ``write_json_atomic``.
+written atomically with ``openrlhf_cfpo.runinfo``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Union
 
+from openrlhf_cfpo.runinfo import json_ready
+
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-def _json_value(value: Any) -> Any:
-    """Plain JSON for one metric value: tensors/numpy scalars via ``.item()``, non-finite floats as null."""
-    if hasattr(value, "item") and callable(value.item):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 class MetricsWriter:
@@ -41,7 +33,7 @@ class MetricsWriter:
         self._file = open(self.path, "a", encoding="utf-8")
 
     def write(self, record: Mapping[str, Any]) -> None:
-        line = json.dumps({key: _json_value(value) for key, value in record.items()}, allow_nan=False)
+        line = json.dumps(json_ready(record), allow_nan=False)
         self._file.write(line + "\n")
         self._file.flush()
 
@@ -80,25 +72,3 @@ def read_metrics_jsonl(path: PathLike) -> List[Dict[str, Any]]:
             raise ValueError(f"{path}:{number}: expected a JSON object per line, got {type(record).__name__}")
         records.append(record)
     return records
-
-
-def write_text_atomic(path: PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: PathLike, data: Any) -> None:
-    """``data`` as indented JSON (non-finite floats as null), written atomically."""
-    write_text_atomic(path, json.dumps(_json_tree(data), indent=2, allow_nan=False) + "\n")
-
-
-def _json_tree(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {key: _json_tree(value) for key, value in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [_json_tree(value) for value in data]
-    return _json_value(data)

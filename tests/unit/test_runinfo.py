@@ -34,3 +34,24 @@ def test_run_record(tmp_path):
     sha = git_sha()
     assert record["git_sha"] == sha and (sha is None or re.fullmatch(r"[0-9a-f]{40}", sha))
     assert isinstance(record["command"], list)
+
+
+def test_json_is_strict_json_with_nan_as_null_and_scalars_unwrapped(tmp_path):
+    import numpy as np
+    import torch
+
+    atomic_write_json(tmp_path / "x.json", {"nan": float("nan"), "inf": [float("inf")], "t": torch.tensor(0.5),
+                                            "n": np.float64(2.0), "arr": (1, 2)})
+    text = (tmp_path / "x.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"nan": None, "inf": [None], "t": 0.5, "n": 2.0, "arr": [1, 2]}
+
+
+def test_atomic_output_keeps_nothing_from_a_failed_block(tmp_path):
+    from openrlhf_cfpo.runinfo import atomic_output
+
+    with pytest.raises(RuntimeError):
+        with atomic_output(tmp_path / "fig.png") as tmp:
+            tmp.write_bytes(b"partial")
+            raise RuntimeError("plotting failed")
+    assert list(tmp_path.iterdir()) == []
