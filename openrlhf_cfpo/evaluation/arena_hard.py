@@ -20,7 +20,6 @@ Protocol (lmarena/arena-hard-auto v0.1: ``gen_answer.py``, ``gen_judgment.py``, 
 from __future__ import annotations
 
 import json
-import logging
 import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -28,12 +27,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import yaml
 
+from openrlhf_cfpo.evaluation.answers import model_answers
 from openrlhf_cfpo.evaluation.context import EvalContext, SamplingSettings
 from openrlhf_cfpo.evaluation.data import DataError, DataFile, locate, read_jsonl
 from openrlhf_cfpo.evaluation.judge import ChatRequest, load_judge_config, make_judge, reply_text, write_report
 from openrlhf_cfpo.runinfo import atomic_write_text
 
-logger = logging.getLogger(__name__)
 
 NAME = "arena_hard"
 PROTOCOL = (
@@ -151,33 +150,13 @@ def load_answers(path: Path, where: str) -> Dict[str, str]:
     return answers
 
 
-def _model_answers(ctx: EvalContext, questions: List[Dict[str, Any]], out: Path) -> Dict[str, str]:
+def _model_answers(ctx: EvalContext, questions: List[Dict[str, Any]]) -> Dict[str, str]:
+    def generate() -> List[str]:
+        chats = [[{"role": "user", "content": q["turns"][0]["content"]}] for q in questions]
+        return ctx.generator.generate(chats, GENERATION)
+
     ids = [str(q["question_id"]) for q in questions]
-    if ctx.responses is not None:
-        answers = load_answers(ctx.responses, "--responses")
-        missing = [qid for qid in ids if qid not in answers]
-        if missing:
-            raise DataError(
-                f"{ctx.responses} has no answer for {len(missing)} Arena-Hard question(s), e.g. {missing[0]}: "
-                "answer every question (or pass --limit N to score the first N)"
-            )
-        return {qid: answers[qid] for qid in ids}
-    saved = out / "model_answer.jsonl"
-    if saved.is_file():
-        answers = load_answers(saved, "the saved answers")
-        if all(qid in answers for qid in ids):
-            logger.info("arena_hard: reusing the answers in %s (delete it to generate again)", saved)
-            return {qid: answers[qid] for qid in ids}
-    if ctx.generator is None:
-        raise ValueError("arena_hard needs a model (--model) or answers (--responses)")
-    texts = ctx.generator.generate([[{"role": "user", "content": q["turns"][0]["content"]}] for q in questions], GENERATION)
-    records = [
-        {"question_id": qid, "answer_id": f"{ctx.model_name}-{qid}", "model_id": ctx.model_name,
-         "choices": [{"index": 0, "turns": [{"content": text}]}]}
-        for qid, text in zip(ids, texts)
-    ]
-    atomic_write_text(saved, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    return dict(zip(ids, texts))
+    return model_answers(ctx, NAME, ids, load_answers, generate, as_turns=lambda text: [{"content": text}])
 
 
 def _load_official_config(path: Path) -> Dict[str, Any]:
@@ -198,7 +177,7 @@ def run(ctx: EvalContext) -> Dict[str, Optional[float]]:
     baseline = load_answers(locate(BASELINE_ANSWERS, ctx.data_dir), "the baseline answer file")
     out = Path(ctx.out_dir) / NAME
     out.mkdir(parents=True, exist_ok=True)
-    answers = _model_answers(ctx, questions, out)
+    answers = _model_answers(ctx, questions)
 
     judge = make_judge(ctx, NAME, settings["model"])
     template = official["prompt_template"][0]

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import ast
 import json
-import logging
 import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from openrlhf_cfpo.evaluation.answers import model_answers
 from openrlhf_cfpo.evaluation.context import EvalContext, SamplingSettings
 from openrlhf_cfpo.evaluation.data import DataError, DataFile, locate, read_jsonl
 from openrlhf_cfpo.evaluation.judge import ChatRequest, load_judge_config, make_judge, reply_text, write_report
 from openrlhf_cfpo.runinfo import atomic_write_text
 
-logger = logging.getLogger(__name__)
 
 NAME = "mt_bench"
 PROTOCOL = (
@@ -92,33 +91,9 @@ def _generate(ctx: EvalContext, questions: List[Dict[str, Any]]) -> List[List[st
     return answers
 
 
-def _model_answers(ctx: EvalContext, questions: List[Dict[str, Any]], out: Path) -> Dict[int, List[str]]:
+def _model_answers(ctx: EvalContext, questions: List[Dict[str, Any]]) -> Dict[int, List[str]]:
     ids = [int(q["question_id"]) for q in questions]
-    if ctx.responses is not None:
-        answers = load_answers(ctx.responses, "--responses")
-        missing = [qid for qid in ids if qid not in answers]
-        if missing:
-            raise DataError(
-                f"{ctx.responses} has no answer for {len(missing)} MT-Bench question(s), e.g. {missing[0]}: answer "
-                "every question (or pass --limit N to score the first N)"
-            )
-        return {qid: answers[qid] for qid in ids}
-    saved = out / "model_answer.jsonl"
-    if saved.is_file():
-        answers = load_answers(saved, "the saved answers")
-        if all(qid in answers for qid in ids):
-            logger.info("mt_bench: reusing the answers in %s (delete it to generate again)", saved)
-            return {qid: answers[qid] for qid in ids}
-    if ctx.generator is None:
-        raise ValueError("mt_bench needs a model (--model) or answers (--responses)")
-    generated = _generate(ctx, questions)
-    records = [
-        {"question_id": qid, "answer_id": f"{ctx.model_name}-{qid}", "model_id": ctx.model_name,
-         "choices": [{"index": 0, "turns": turns}]}
-        for qid, turns in zip(ids, generated)
-    ]
-    atomic_write_text(saved, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    return dict(zip(ids, generated))
+    return model_answers(ctx, NAME, ids, load_answers, lambda: _generate(ctx, questions), as_turns=list)
 
 
 def judge_prompt(prompt: Dict[str, str], question: Dict[str, Any], answer: List[str], reference: Optional[List[str]], turn: int) -> str:
@@ -150,7 +125,7 @@ def run(ctx: EvalContext) -> Dict[str, Optional[float]]:
     }
     out = Path(ctx.out_dir) / NAME
     out.mkdir(parents=True, exist_ok=True)
-    answers = _model_answers(ctx, questions, out)
+    answers = _model_answers(ctx, questions)
 
     jobs = []  # (question, turn, prompt name, user prompt)
     for question in questions:
