@@ -33,7 +33,6 @@ from openrlhf_cfpo.evaluation.data import DataError, DataFile, locate, read_json
 from openrlhf_cfpo.evaluation.judge import ChatRequest, load_judge_config, make_judge, reply_text, write_report
 from openrlhf_cfpo.runinfo import atomic_write_text
 
-
 NAME = "arena_hard"
 PROTOCOL = (
     "Arena-Hard-Auto v0.1 (lmarena/arena-hard-auto judge_config @9a6791ab, data @7091a237): pairwise vs "

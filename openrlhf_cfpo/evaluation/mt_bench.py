@@ -26,7 +26,6 @@ from openrlhf_cfpo.evaluation.data import DataError, DataFile, locate, read_json
 from openrlhf_cfpo.evaluation.judge import ChatRequest, load_judge_config, make_judge, reply_text, write_report
 from openrlhf_cfpo.runinfo import atomic_write_text
 
-
 NAME = "mt_bench"
 PROTOCOL = (
     "MT-Bench (lm-sys/FastChat llm_judge @0e6d3e4b): single-answer grading 1-10, judge prompts single-v1 / "
