@@ -311,7 +311,7 @@ def load_judge_config(benchmark: str) -> Dict[str, Any]:
     """``evaluation/judges/<benchmark>.yaml``: the paper's judge model and the protocol's judge settings."""
     path = config_dir() / "judges" / f"{benchmark}.yaml"
     if not path.is_file():
-        raise JudgeError(f"judge config {path} not found: run from a source checkout (it ships evaluation/judges/)")
+        raise JudgeError(f"judge config {path} not found: reinstall openrlhf-cfpo (it installs evaluation/judges/)")
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
