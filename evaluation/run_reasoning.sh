@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reasoning suite (paper section 4.1, Tables 5-10) of an RLVR checkpoint on a GPU node: MATH500,
-# GSM8K, AIME24, GPQA-Diamond with the RLVR system prompt, temperature 0.6, top-p 0.95, math-verify.
+# GSM8K, AIME24, GPQA-Diamond with the RLVR system prompt of the model's size (paper B.1; pass
+# --model-size 1.5B|3B|7B when the checkpoint's path does not name it), temperature 0.6, top-p 0.95.
 #
 #   evaluation/run_reasoning.sh CHECKPOINT OUT_DIR [more `openrlhf-cfpo eval` flags]
 #

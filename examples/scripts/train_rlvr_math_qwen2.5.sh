@@ -14,7 +14,7 @@
 #   MAX_EPOCHS     sample reuse: optimizer passes over each rollout batch    [1]
 #   BATCH_RATIO    rollout batch / train batch                               [1]
 #   MATH_TRAIN     Hugging Face dataset id or local file of MATH train        [DigitalLearningGmbH/MATH-lighteval]
-#   SYSTEM_PROMPT  system message before every problem (docs/recipes.md)     [see below]
+#   SYSTEM_PROMPT  system message before every problem       [the paper's B.1 prompt for MODEL's size]
 #   DATA_DIR       where the chat-formatted MATH train file is written once  [./data]
 #   GPUS_PER_NODE  [8]   OUTPUT_ROOT [./runs]   PYTHON [python3]
 #   RUN_NAME       [rlvr_math_<model>_<POLICY_LOSS>_ep<MAX_EPOCHS>_ratio<BATCH_RATIO>]
@@ -31,8 +31,8 @@ MATH_TRAIN="${MATH_TRAIN:-DigitalLearningGmbH/MATH-lighteval}"
 DATA_DIR="${DATA_DIR:-./data}"
 GPUS_PER_NODE="${GPUS_PER_NODE:-8}"
 PYTHON="${PYTHON:-python3}"
-# One source for the system prompt, shared with `openrlhf-cfpo eval` (openrlhf_cfpo/prompts.py).
-SYSTEM_PROMPT="${SYSTEM_PROMPT:-$("${PYTHON}" -c 'from openrlhf_cfpo.prompts import MATH_SYSTEM_PROMPT; print(MATH_SYSTEM_PROMPT)')}"
+# The paper's per-size system prompt (appendix B.1), the one `openrlhf-cfpo eval` prompts with too.
+SYSTEM_PROMPT="${SYSTEM_PROMPT:-$("${PYTHON}" -m openrlhf_cfpo.prompts "${MODEL}")}"
 RUN_NAME="${RUN_NAME:-rlvr_math_${MODEL##*/}_${POLICY_LOSS}_ep${MAX_EPOCHS}_ratio${BATCH_RATIO}}"
 RUN_DIR="${OUTPUT_ROOT:-./runs}/${RUN_NAME}"
 read -r -a LAUNCH <<< "${LAUNCHER:-openrlhf-cfpo train}"

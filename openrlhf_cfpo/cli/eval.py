@@ -12,8 +12,9 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
+from openrlhf_cfpo.prompts import MODEL_SIZES, model_size_from_name
 HELP = "evaluate a checkpoint (or generated responses) on the alignment, capability and reasoning suites"
 SUITE_CHOICES = ("alignment", "capability", "reasoning", "all")
 
@@ -50,6 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-name", help="name of the evaluated model in outputs (default: the --model folder)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--suites", type=Path, help="suite file (default: evaluation/suites.yaml of this checkout)")
+    parser.add_argument(
+        "--model-size",
+        choices=MODEL_SIZES,
+        help="the reasoning suite's system prompt is the one this size trained with (paper appendix B.1); "
+        "default: the size in --model / --model-name",
+    )
+
 
 def resolve_config(args: argparse.Namespace) -> Dict[str, Any]:
     """Validate the flags together; return the resolved configuration (raises ValueError naming the fix)."""
@@ -84,6 +92,9 @@ def resolve_config(args: argparse.Namespace) -> Dict[str, Any]:
             f"--data-dir {args.data_dir} is not a folder: point it at a copy laid out like ../shared/benchmarks"
         )
     model_name = args.model_name or (Path(args.model).name if args.model else args.responses.stem)
+    model_size = args.model_size
+    if "reasoning" in selection:
+        model_size = model_size or _model_size(args.model, args.model_name)
     return {
         "model": args.model,
         "model_name": model_name,
@@ -99,7 +110,21 @@ def resolve_config(args: argparse.Namespace) -> Dict[str, Any]:
         "concurrency": args.concurrency,
         "max_new_tokens": args.max_new_tokens,
         "seed": args.seed,
+        "model_size": model_size,
     }
+
+
+def _model_size(*names: Optional[str]) -> str:
+    """The paper's model size stated by --model or --model-name, for the reasoning system prompt."""
+    for name in names:
+        size = model_size_from_name(name) if name else None
+        if size:
+            return size
+    shown = " / ".join(repr(name) for name in names if name)
+    raise ValueError(
+        f"the reasoning suite prompts with the system prompt the model trained with, one per size, and "
+        f"{shown} names no size of the paper's ({', '.join(MODEL_SIZES)}): pass --model-size"
+    )
 
 
 def evaluate(config: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
@@ -136,6 +161,7 @@ def evaluate(config: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
             backend=config["backend"],
             seed=config["seed"],
             max_new_tokens_cap=config["max_new_tokens"],
+            model_size=config["model_size"],
         )
         write_run_config(out_dir / module.NAME, {**config, "benchmarks": {name: tasks}})
         logger.info("%s (%s): starting", module.NAME, module.PROTOCOL)

@@ -49,3 +49,4 @@ class EvalContext:
     backend: Optional[str] = None  # "hf" | "vllm": the backend behind generator, for such benchmarks too
     seed: int = 0
     max_new_tokens_cap: Optional[int] = None  # --max-new-tokens; generators apply it, lm-eval runs read it here
+    model_size: Optional[str] = None  # "1.5B" | "3B" | "7B": picks the RLVR system prompt (openrlhf_cfpo.prompts)

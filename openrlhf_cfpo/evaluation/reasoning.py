@@ -1,6 +1,7 @@
 """Reasoning benchmarks of the paper's Tables 5–10: MATH500, GSM8K, AIME24, GPQA-Diamond.
 
-Every problem is one chat with the RLVR training system prompt (``SYSTEM_PROMPT``), sampled once
+Every problem is one chat with the system prompt the model trained with (the paper's appendix B.1
+prompt for its size, ``openrlhf_cfpo.prompts``), sampled once
 at temperature 0.6, top-p 0.95; accuracy (pass@1) is the share of replies that math-verify judges
 equal to the reference answer. GPQA-Diamond is multiple choice: the four options are shuffled
 with a fixed per-question seed, shown as A–D, and the letter the reply gives (``\\boxed{B}`` or
@@ -22,7 +23,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 from openrlhf_cfpo.evaluation.context import EvalContext, SamplingSettings
 from openrlhf_cfpo.evaluation.data import DataError, DataFile, locate, read_csv_records, read_jsonl
-from openrlhf_cfpo.prompts import MATH_SYSTEM_PROMPT
+from openrlhf_cfpo.prompts import rlvr_system_prompt
 from openrlhf_cfpo.runinfo import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -30,14 +31,12 @@ logger = logging.getLogger(__name__)
 NAME = "reasoning"
 TASKS = ("math500", "gsm8k", "aime24", "gpqa_diamond")
 PROTOCOL = (
-    "RLVR system prompt, temperature 0.6, top-p 0.95, max 3072 new tokens, 1 sample per problem (pass@1); "
+    "the RLVR system prompt of the model's size (paper appendix B.1), temperature 0.6, top-p 0.95, max 3072 new tokens, 1 sample per problem (pass@1); "
     "answers checked with math-verify 0.9.0; MATH500 (PRM800K test split), GSM8K test (1319), "
     "AIME 2024 I+II (30), GPQA-Diamond (198, options shuffled with seed = question index)"
 )
 SAMPLING = SamplingSettings(max_new_tokens=3072, temperature=0.6, top_p=0.95)
 
-# The system prompt of the RLVR training recipes (paper, appendix B.1): reason, then box the answer.
-SYSTEM_PROMPT = MATH_SYSTEM_PROMPT  # the training template's system prompt
 CHOICE_LETTERS = ("A", "B", "C", "D")
 GPQA_ACCESS = (
     "accept the dataset's terms at https://huggingface.co/datasets/Idavidrein/gpqa and export HF_TOKEN, "
@@ -128,8 +127,8 @@ def is_correct(task: str, reply: str, gold: str) -> bool:
     return verify(parse(f"${gold}$"), parse(reply))
 
 
-def conversation(problem: Problem) -> List[Dict[str, str]]:
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": problem["question"]}]
+def conversation(problem: Problem, system_prompt: str) -> List[Dict[str, str]]:
+    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": problem["question"]}]
 
 
 def run(ctx: EvalContext) -> Dict[str, Any]:
@@ -137,6 +136,9 @@ def run(ctx: EvalContext) -> Dict[str, Any]:
         raise ValueError("reasoning does not score --responses: pass --model to generate and check answers")
     if ctx.generator is None:
         raise ValueError("reasoning needs --model (a checkpoint to generate with)")
+    if ctx.model_size is None:
+        raise ValueError("reasoning needs the model's size for its system prompt: pass --model-size")
+    system_prompt = rlvr_system_prompt(ctx.model_size)
     tasks = ctx.tasks or TASKS
     loaded: Dict[str, List[Problem]] = {}
     errors: Dict[str, str] = {}
@@ -150,7 +152,7 @@ def run(ctx: EvalContext) -> Dict[str, Any]:
         raise DataError("; ".join(f"{task}: {message}" for task, message in errors.items()))
 
     flat: List[Tuple[str, Problem]] = [(task, p) for task, problems in loaded.items() for p in problems]
-    replies = ctx.generator.generate([conversation(p) for _, p in flat], SAMPLING)
+    replies = ctx.generator.generate([conversation(p, system_prompt) for _, p in flat], SAMPLING)
     folder = Path(ctx.out_dir) / NAME
     metrics: Dict[str, Any] = {task: None for task in tasks}
     records = []

@@ -28,8 +28,10 @@ def _eval(capsys, *argv):
         (["--benchmarks", "ifeval", "--model", "m", "--data-dir", "{tmp}/nowhere"], "is not a folder"),
         (["--benchmarks", "ifeval", "--model", "m", "--backend", "vllm"], "--backend vllm needs the vllm package"),
         (["--benchmarks", "openllm", "--responses", "{ref}"], "openllm scores log-likelihoods"),
-        (["--benchmarks", "gpqa_diamond", "--model", "m", "--data-dir", "{data}"],
+        (["--benchmarks", "gpqa_diamond", "--model", "m", "--model-size", "7B", "--data-dir", "{data}"],
          "gpqa_diamond.csv not found: put gpqa_diamond/gpqa_diamond.csv"),
+        (["--suite", "reasoning", "--model", "/ckpt/final", "--model-name", "cfpo-run"],
+         "'/ckpt/final' / 'cfpo-run' names no size of the paper's (1.5B, 3B, 7B): pass --model-size"),
     ],
 )
 def test_bad_flags_are_one_clear_line(tmp_path, benchmarks_dir, capsys, argv, message):
@@ -66,7 +68,7 @@ def test_responses_for_unknown_prompts_are_rejected(tmp_path, benchmarks_dir, ca
 
 def test_reasoning_with_no_data_for_any_selected_task_is_an_error(tmp_path, benchmarks_dir, capsys):
     shutil.copytree(benchmarks_dir / "aime24", tmp_path / "data" / "aime24")
-    rc, err = _eval(capsys, "--benchmarks", "math500,gpqa_diamond", "--model", "m", "--data-dir", tmp_path / "data",
+    rc, err = _eval(capsys, "--benchmarks", "math500,gpqa_diamond", "--model", "Qwen/Qwen2.5-3B", "--data-dir", tmp_path / "data",
                     "--out", tmp_path / "out")
     assert rc == 2 and "math500: " in err and "gpqa_diamond: " in err
 

@@ -56,7 +56,7 @@ def test_ifeval_generates_scores_and_rescoring_its_responses_gives_the_same_numb
 def test_reasoning_suite_runs_the_local_tasks_and_reports_gated_gpqa_missing(chat_model, benchmarks_dir, tmp_path, capsys):
     out = tmp_path / "reasoning"
     printed = _eval(capsys, "--model", chat_model, "--suite", "reasoning", "--data-dir", benchmarks_dir, "--out", out,
-                    "--limit", 2, "--max-new-tokens", 6)
+                    "--limit", 2, "--max-new-tokens", 6, "--model-name", "tiny-qwen2.5-3b")
     result = json.loads((out / "results.json").read_text())["reasoning"]
     assert {task: result[task] in (0.0, 0.5, 1.0) for task in ("math500", "gsm8k", "aime24")} == {
         "math500": True, "gsm8k": True, "aime24": True}
@@ -69,6 +69,7 @@ def test_reasoning_suite_runs_the_local_tasks_and_reports_gated_gpqa_missing(cha
         verdicts = [g["correct"] for g in generations if g["task"] == task]
         assert result[task] == sum(verdicts) / len(verdicts)
     assert "reasoning: math500=" in printed and (out / "results.md").is_file()
+    assert json.loads((out / "run_config.json").read_text())["config"]["model_size"] == "3B"  # from --model-name
 
 
 def _synthetic_hellaswag(folder, n=12):

@@ -9,6 +9,7 @@ import pytest
 from openrlhf_cfpo.cli.main import main
 from openrlhf_cfpo.evaluation import openllm, reasoning
 from openrlhf_cfpo.evaluation.context import EvalContext
+from openrlhf_cfpo.prompts import RLVR_SYSTEM_PROMPTS
 
 REFERENCE = "ifeval/reference_gpt4/input_response_data_gpt4_20231107_145030.jsonl"
 
@@ -158,14 +159,16 @@ def test_reasoning_scores_scripted_answers_with_math_verify(tmp_path, benchmarks
         return f"So the answer is \\boxed{{{problem['gold']}}}." if index % 2 == 0 else "The answer is \\boxed{-12345}."
 
     generator = ScriptedGenerator(script)
-    metrics = reasoning.run(EvalContext(out_dir=tmp_path / "out", data_dir=data_dir, limit=4, generator=generator))
+    metrics = reasoning.run(
+        EvalContext(out_dir=tmp_path / "out", data_dir=data_dir, limit=4, generator=generator, model_size="3B")
+    )
     order = list(golds.values())
     for task in reasoning.TASKS:
         positions = [i for i, (t, _) in enumerate(order) if t == task]
         expected = sum(1 for i in positions if i % 2 == 0) / len(positions)
         assert metrics[task] == pytest.approx(expected), task
     (conversations, sampling), = generator.calls
-    assert conversations[0][0] == {"role": "system", "content": reasoning.SYSTEM_PROMPT}
+    assert conversations[0][0] == {"role": "system", "content": RLVR_SYSTEM_PROMPTS["3B"]}
     assert (sampling.temperature, sampling.top_p) == (0.6, 0.95)
     lines = (tmp_path / "out" / "reasoning" / "generations.jsonl").read_text().splitlines()
     assert len(lines) == 4 + 4 + 4 + 2

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from openrlhf_cfpo.rewards import math_reward
-from openrlhf_cfpo.prompts import MATH_SYSTEM_PROMPT
+from openrlhf_cfpo.prompts import RLVR_SYSTEM_PROMPTS
 from openrlhf_cfpo.rewards.math_reward import (
     last_boxed_answer,
     reference_answer,
@@ -53,7 +53,7 @@ def test_reference_answer_from_solution_or_bare_label():
 
 
 def test_response_text_drops_prompt_and_later_turns():
-    prompt = f"<|im_start|>system\n{MATH_SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n1+1?<|im_end|>\n<|im_start|>assistant\n"
+    prompt = f"<|im_start|>system\n{RLVR_SYSTEM_PROMPTS['1.5B']}<|im_end|>\n<|im_start|>user\n1+1?<|im_end|>\n<|im_start|>assistant\n"
     answer = "It is \\boxed{2}."
     invented_turn = "<|im_start|>user\nAnd 2+2?<|im_end|>\n<|im_start|>assistant\n\\boxed{4}"
     assert response_text(prompt + answer + "<|im_end|>\n" + invented_turn, prompt) == answer
@@ -134,7 +134,7 @@ def test_loaded_by_path_in_openrlhf_single_turn_executor(benchmarks_dir, math_it
 
     for unique_id, answer in MATH_ITEMS.items():
         item = math_items[unique_id]
-        chat = [{"role": "system", "content": MATH_SYSTEM_PROMPT}, {"role": "user", "content": item["problem"]}]
+        chat = [{"role": "system", "content": RLVR_SYSTEM_PROMPTS["3B"]}, {"role": "user", "content": item["problem"]}]
         prompt = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
         for response, expected in ((f"So the answer is $\\boxed{{{answer}}}$.", 1.0), ("\\boxed{-17}", 0.0)):
             engine = CannedEngine(tokenizer, response + "<|im_end|>")

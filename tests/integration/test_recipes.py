@@ -17,7 +17,7 @@ from typing import Dict, List
 
 import pytest
 
-from openrlhf_cfpo.prompts import MATH_SYSTEM_PROMPT
+from openrlhf_cfpo.prompts import rlvr_system_prompt_for_model
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "examples" / "scripts"
@@ -190,7 +190,7 @@ def check_rlvr_common(flags: Flags) -> None:
     assert value(flags, "--data.label_key") == "solution"
     prompts = Path(value(flags, "--data.prompt_dataset"))
     first = json.loads(prompts.read_text(encoding="utf-8").splitlines()[0])
-    assert first["prompt"][0] == {"role": "system", "content": MATH_SYSTEM_PROMPT}
+    assert first["prompt"][0] == {"role": "system", "content": rlvr_system_prompt_for_model(model)}
 
 
 def batch_ratio(flags: Flags) -> float:
