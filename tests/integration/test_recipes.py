@@ -483,23 +483,26 @@ def test_dry_run_round_trip(dry_runs, name):
 @pytest.mark.slow  # imports OpenRLHF's logger and the report reader, after the dry runs
 def test_tensorboard_folder_is_named_after_the_run(dry_runs, work):
     """OpenRLHF's own TensorboardLogger, given the resolved arguments, writes into
-    tensorboard_dir/<run name>; the report then labels the run with that name and reads its settings."""
+    tensorboard_dir/<run name>, where the driver puts its run record too; the report then labels
+    the run with that name and reads its settings from the record."""
     from openrlhf.utils.logging_utils import TensorboardLogger
 
+    from openrlhf_cfpo.cli.train_ppo_ray import write_run_records
     from openrlhf_cfpo.reporting.training_logs import discover_training_runs
 
     flags, resolved = dry_runs["batch_ratio"]
     name = value(flags, "--logger.wandb.run_name")
     run_folder = work[0] / "runs" / "rlvr_batch_ratio_grid" / name
-    logger = TensorboardLogger(nested(resolved))
+    args = nested(resolved)
+    logger = TensorboardLogger(args)
     logger.log_train(1, {"ppo_clip_ratio": 0.25})
     logger.close()
-    events = list((run_folder / "tensorboard").rglob("events.out.tfevents.*"))
+    events = list(run_folder.rglob("events.out.tfevents.*"))
     assert [path.parent for path in events] == [run_folder / "tensorboard" / name]
-    (run_folder / "tensorboard" / name / "args.json").write_text(json.dumps(resolved))  # as docs/reports.md says
+    assert run_folder / "tensorboard" / name / "openrlhf_cfpo_run.json" in write_run_records(args)
 
     notes: List[str] = []
-    (run,) = discover_training_runs([str(run_folder)], notes)
+    (run,) = discover_training_runs([str(run_folder / "tensorboard")], notes)
     assert run.label == name
     s = run.settings
     assert (s.objective, s.iterations, s.batch_ratio, s.model) == ("cfpo", 4, 8.0, "Qwen/Qwen2.5-3B")
