@@ -70,7 +70,7 @@ def main(argv: List[str] | None = None) -> int:
     rows = load_math_rows(args.source, args.split)
     missing = {"problem", "solution"} - set(rows.column_names)
     if missing:
-        parser.error(f"--source {args.source} lacks the MATH column(s) {sorted(missing)}; pass MATH problems and solutions")
+        parser.error(f"--source {args.source} lacks the MATH column(s) {sorted(missing)}; pass MATH problems")
     records = (chat_record(row["problem"], row["solution"], args.system_prompt) for row in rows)
     count = write_jsonl_atomic(records, args.output)
     logger.info("wrote %d MATH prompts to %s", count, args.output)

@@ -25,7 +25,8 @@ GPUS_PER_NODE="${GPUS_PER_NODE:-8}"
 RUN_NAME="${RUN_NAME:-rlhf_llama3_8b_${POLICY_LOSS}_kl${KL_COEF}}"
 RUN_DIR="${OUTPUT_ROOT:-./runs}/${RUN_NAME}"
 if [[ -f "${RUN_DIR}/model/tokenizer_config.json" ]]; then
-   echo "$(basename "$0"): ${RUN_DIR} has a trained model; skipping ${RUN_NAME} (remove ${RUN_DIR} to train it again)" >&2
+   echo "$(basename "$0"): ${RUN_DIR} has a trained model; skipping ${RUN_NAME}" \
+      "(remove ${RUN_DIR} to train it again)" >&2
    exit 0
 fi
 read -r -a LAUNCH <<< "${LAUNCHER:-openrlhf-cfpo train}"

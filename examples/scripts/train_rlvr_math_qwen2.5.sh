@@ -51,7 +51,8 @@ fi
 RUN_NAME="${RUN_NAME:-rlvr_math_${MODEL##*/}_${POLICY_LOSS}_it${MAX_EPOCHS}_br${BATCH_RATIO}}"
 RUN_DIR="${OUTPUT_ROOT:-./runs}/${RUN_NAME}"
 if [[ -f "${RUN_DIR}/model/tokenizer_config.json" ]]; then
-   echo "$(basename "$0"): ${RUN_DIR} has a trained model; skipping ${RUN_NAME} (remove ${RUN_DIR} to train it again)" >&2
+   echo "$(basename "$0"): ${RUN_DIR} has a trained model; skipping ${RUN_NAME}" \
+      "(remove ${RUN_DIR} to train it again)" >&2
    exit 0
 fi
 read -r -a LAUNCH <<< "${LAUNCHER:-openrlhf-cfpo train}"
@@ -67,8 +68,8 @@ prompt_file() {
    local file
    file="${DATA_DIR}/math_$2_$(printf '%s\n%s\n%s' "$1" "$2" "${SYSTEM_PROMPT}" | sha1sum | cut -c1-12).jsonl"
    if [[ ! -f "${file}" ]]; then
-      "${PYTHON}" "${HERE}/prepare_math_prompts.py" --source "$1" --split "$2" --system-prompt "${SYSTEM_PROMPT}" \
-         --output "${file}" || return
+      "${PYTHON}" "${HERE}/prepare_math_prompts.py" --source "$1" --split "$2" \
+         --system-prompt "${SYSTEM_PROMPT}" --output "${file}" || return
    fi
    echo "${file}"
 }
