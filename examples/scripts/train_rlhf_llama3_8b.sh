@@ -10,10 +10,12 @@
 #   KL_COEF        KL penalty β to the reference model: 1e-4 | 0 (0 = no reference model)  [1e-4]
 #   GPUS_PER_NODE  GPUs of the node                                                        [8]
 #   OUTPUT_ROOT    runs go to OUTPUT_ROOT/RUN_NAME/{tensorboard,ckpt,model}                [./runs]
-#   RUN_NAME       [rlhf_llama3_8b_<POLICY_LOSS>_kl<KL_COEF>]
+#   RUN_NAME       [rlhf_llama3_8b_<POLICY_LOSS>_kl<KL_COEF>]; also the wandb run name, hence the
+#                  tensorboard folder OUTPUT_ROOT/RUN_NAME/tensorboard/RUN_NAME
 #   LAUNCHER       the command that receives the flags, split on spaces  [openrlhf-cfpo train]
 #                  e.g. "openrlhf-cfpo train --dry-run" (check only) or a `ray job submit` line
 #                  ending in "-- python -m openrlhf_cfpo.cli.train_ppo_ray" (docs/recipes.md).
+# A finished run (OUTPUT_ROOT/RUN_NAME/model/tokenizer_config.json, saved after the weights) is skipped.
 # Extra arguments are appended after these flags; for a flag given twice the later value wins.
 set -euo pipefail
 
@@ -22,6 +24,11 @@ KL_COEF="${KL_COEF:-1e-4}"
 GPUS_PER_NODE="${GPUS_PER_NODE:-8}"
 RUN_NAME="${RUN_NAME:-rlhf_llama3_8b_${POLICY_LOSS}_kl${KL_COEF}}"
 RUN_DIR="${OUTPUT_ROOT:-./runs}/${RUN_NAME}"
+if [[ -f "${RUN_DIR}/model/tokenizer_config.json" ]]; then
+   echo "$(basename "$0"): ${RUN_DIR} has a trained model; skipping ${RUN_NAME}" \
+      "(remove ${RUN_DIR} to train it again)" >&2
+   exit 0
+fi
 read -r -a LAUNCH <<< "${LAUNCHER:-openrlhf-cfpo train}"
 
 ARGS=(
@@ -64,6 +71,7 @@ ARGS=(
    --ds.param_dtype bf16
    --ds.packing_samples
    --logger.tensorboard_dir "${RUN_DIR}/tensorboard"
+   --logger.wandb.run_name "${RUN_NAME}"
    --ckpt.path "${RUN_DIR}/ckpt"
    --ckpt.output_dir "${RUN_DIR}/model"
    --ckpt.save_hf

@@ -1,31 +1,40 @@
-"""The launch scripts in examples/scripts/ carry the paper's hyper-parameters (Tables 3 and 4).
+"""The launch scripts in examples/scripts/ carry the paper's settings (Tables 3 and 4) and its two
+RLVR grids (Tables 5–10, Figures 4–8).
 
 Every script runs for real with LAUNCHER set to a recorder that stores the argv it would hand to
-``openrlhf-cfpo train``; the sweeps run too, so their overrides are what gets checked. One dry run
-per single-run script then sends its flags through ``openrlhf-cfpo train --dry-run`` (OpenRLHF's
-own parser and checks) and every flag must resolve to the value the script passed.
+``openrlhf-cfpo train``; the grids run in full, so every one of their runs is checked. Table 3's and
+Table 4's hyper-parameters, the grid of Tables 5–10 and the grids' sizes are read off the paper's text
+(../shared/paper/cfpo_paper.txt), not restated here. One recorded RLHF run and one recorded RLVR run
+then go through ``openrlhf-cfpo train --dry-run`` (OpenRLHF's own parser and checks): every flag must
+resolve to the value the script passed, and OpenRLHF's own TensorboardLogger must write into the
+folder named after the run.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Dict, List
 
 import pytest
 
-from openrlhf_cfpo.prompts import rlvr_system_prompt_for_model
+from openrlhf_cfpo.prompts import RLVR_SYSTEM_PROMPTS
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "examples" / "scripts"
+PAPER = REPO.parent / "shared" / "paper" / "cfpo_paper.txt"
 RLHF_RUN = SCRIPTS / "train_rlhf_llama3_8b.sh"
 RLVR_RUN = SCRIPTS / "train_rlvr_math_qwen2.5.sh"
 MATH_REWARD = REPO / "openrlhf_cfpo" / "rewards" / "math_reward.py"
-QWEN_MODELS = [f"Qwen/Qwen2.5-{size}{kind}" for size in ("1.5B", "3B", "7B") for kind in ("", "-Instruct")]
-# Appended to every sweep: each recorded run must end with it (the scripts pass "$@" through).
+# Model -> the size whose appendix B.1 system prompt it trains with (same for base and -Instruct).
+QWEN_SIZES = {f"Qwen/Qwen2.5-{size}{kind}": size for size in ("1.5B", "3B", "7B") for kind in ("", "-Instruct")}
+LOSS_NAMES = {"GRPO": "ppo", "CFPO": "cfpo"}  # the paper's GRPO is OpenRLHF's PPO-clip with group_norm
+# Appended to every grid: each recorded run must end with it (the scripts pass "$@" through).
 PASSTHROUGH = ["--logger.logging_steps", "3"]
 
 Flags = Dict[str, List[str]]
@@ -50,84 +59,113 @@ def value(flags: Flags, name: str) -> str:
     return only
 
 
+# --- the paper's text -------------------------------------------------------------------------
+
+def paper_lines() -> List[str]:
+    return PAPER.read_text(encoding="utf-8").splitlines()
+
+
+def paper_table(caption_start: str) -> Dict[str, List[str]]:
+    """{first cell: other cells} of the tab-separated rows after the caption starting ``caption_start``."""
+    lines = paper_lines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(caption_start))
+    rows: Dict[str, List[str]] = {}
+    for line in lines[start + 1 :]:
+        if "\t" in line:
+            name, *cells = line.split("\t")
+            rows[name.strip()] = [cell.strip() for cell in cells]
+        elif rows:
+            break
+    return rows
+
+
+def paper_number(text: str) -> float:
+    """"3×10^{-6}", "$1 \\times 10^{-4}$", "10^{-8}", "0.9" → float."""
+    text = text.strip().strip("$").replace("\\times", "×").replace(" ", "")
+    power = re.fullmatch(r"(?:([\d.]+)×)?10\^\{(-?\d+)\}", text)
+    if power:
+        return float(power.group(1) or 1) * 10 ** int(power.group(2))
+    return float(text)
+
+
+def paper_models_trained(grid: str) -> int:
+    """The number of models §4.1 says a grid yields ("For TRL-based models … yielding 48 models")."""
+    text = " ".join(paper_lines())
+    sentence = re.search(rf"For `?{grid}`?(?:-based models)?, we vary [^.]*?yielding (\d+) models", text)
+    return int(sentence.group(1))
+
+
+def paper_iterations_grid() -> set:
+    """{(model, loss, iterations)} of Tables 5–10: each table's model row and its GRPO/CFPO rows."""
+    points = set()
+    for number in range(5, 11):
+        rows = paper_table(f"Table {number}.")
+        names = list(rows)
+        assert names[0] == "Model"
+        model = names[1]  # the untrained model's row
+        for name in names[2:]:
+            match = re.fullmatch(r"\+?\s*(GRPO|CFPO)-[Ii]teration\s*(\d+)", name)
+            if match:
+                points.add((f"Qwen/{model}", LOSS_NAMES[match.group(1)], int(match.group(2))))
+    return points
+
+
+# --- recording the scripts --------------------------------------------------------------------
+
 def script_env(work: Path, **overrides: str) -> Dict[str, str]:
-    env = dict(os.environ)
+    env = {key: val for key, val in os.environ.items() if key not in ("MODEL", "MODELS", "MATH_EVAL", "RUN_NAME")}
     env.update(
         PYTHON=sys.executable,
         OUTPUT_ROOT=str(work / "runs"),
         DATA_DIR=str(work / "data"),
         HF_DATASETS_CACHE=str(work / "hf_datasets"),
-        **overrides,
     )
+    env.update(overrides)
     return env
 
 
-def run_script(script: Path, env: Dict[str, str], *args: str) -> None:
-    result = subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, f"{script.name} failed:\n{result.stderr[-3000:]}"
-
-
-DRY_RUN_SETTINGS = {
-    RLHF_RUN: {},
-    RLVR_RUN: {"MODEL": "Qwen/Qwen2.5-7B-Instruct", "MAX_EPOCHS": "2", "BATCH_RATIO": "4"},
-}
+def run_script(script: Path, env: Dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=240)
 
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory, benchmarks_dir):
-    """A scratch directory, and the script environment that uses it and the offline MATH train file."""
+    """A scratch directory, and the script environment that uses it and the offline MATH files."""
     work = tmp_path_factory.mktemp("recipes")
-    math_train = str(benchmarks_dir / "math_train" / "train.jsonl")
-    return work, lambda **settings: script_env(work, MATH_TRAIN=math_train, **settings)
+    settings = {
+        "MATH_TRAIN": str(benchmarks_dir / "math_train" / "train.jsonl"),
+        "MATH_EVAL": str(benchmarks_dir / "math500" / "test.jsonl"),
+    }
+    return work, settings, lambda **more: script_env(work, **{**settings, **more})
 
 
 @pytest.fixture(scope="module")
-def recipes(work):
-    """The flags of every run each script launches, recorded by a stand-in LAUNCHER."""
-    work_dir, env = work
-    recorder = work_dir / "record_argv"
-    recorder.write_text('#!/usr/bin/env bash\nprintf "%s\\0" "$@" > "$(mktemp "$RECORD_DIR/argv.XXXXXX")"\n')
-    recorder.chmod(0o755)
+def recorder(work):
+    """record(name, script, *args, **env) → the flags of every run the script launches."""
+    work_dir, _, env = work
+    stand_in = work_dir / "record_argv"
+    stand_in.write_text('#!/usr/bin/env bash\nprintf "%s\\0" "$@" > "$(mktemp "$RECORD_DIR/argv.XXXXXX")"\n')
+    stand_in.chmod(0o755)
 
     def record(name: str, script: Path, *args: str, **settings: str) -> List[Flags]:
         record_dir = work_dir / "records" / name
         record_dir.mkdir(parents=True)
-        run_script(script, env(LAUNCHER=str(recorder), RECORD_DIR=str(record_dir), **settings), *args)
+        result = run_script(script, env(LAUNCHER=str(stand_in), RECORD_DIR=str(record_dir), **settings), *args)
+        assert result.returncode == 0, f"{script.name} failed:\n{result.stderr[-3000:]}"
         return [parse_flags(path.read_text().split("\0")[:-1]) for path in sorted(record_dir.iterdir())]
 
-    runs = {
-        "table4": record("table4", SCRIPTS / "table4_rlhf.sh", *PASSTHROUGH),
-        "table3": record("table3", SCRIPTS / "table3_rlvr_math.sh", *PASSTHROUGH),
-        "sample_reuse": record("sample_reuse", SCRIPTS / "sweep_rlvr_sample_reuse.sh", *PASSTHROUGH),
-        "batch_ratio": record("batch_ratio", SCRIPTS / "sweep_rlvr_batch_ratio.sh", *PASSTHROUGH),
-    }
-    for script, settings in DRY_RUN_SETTINGS.items():
-        runs[script.stem] = record(script.stem, script, **settings)
-    return runs
+    return record
 
 
 @pytest.fixture(scope="module")
-def dry_runs(work, recipes):
-    """OpenRLHF's resolved arguments for each single-run script (both dry runs at once).
-    Runs after ``recipes``, which has written the RLVR prompt file they share."""
-    _, env = work
-    launcher = f"{sys.executable} -m openrlhf_cfpo.cli train --dry-run"
-    processes = {
-        script: subprocess.Popen(
-            ["bash", str(script)],
-            env=env(LAUNCHER=launcher, **settings),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for script, settings in DRY_RUN_SETTINGS.items()
+def recipes(recorder):
+    """The flags of every run of the table and grid scripts. The iterations grid gets no MATH_EVAL
+    (validation is the batch-ratio grid's own default), the batch-ratio grid the offline MATH500."""
+    return {
+        "table4": recorder("table4", SCRIPTS / "table4_rlhf.sh", *PASSTHROUGH),
+        "iterations": recorder("iterations", SCRIPTS / "rlvr_iterations_grid.sh", *PASSTHROUGH, MATH_EVAL=""),
+        "batch_ratio": recorder("batch_ratio", SCRIPTS / "rlvr_batch_ratio_grid.sh", *PASSTHROUGH),
     }
-    resolved = {}
-    for script, process in processes.items():
-        out, err = process.communicate(timeout=300)
-        assert process.returncode == 0, f"dry run of {script.name} failed:\n{err[-3000:]}"
-        resolved[script] = json.loads(out)  # stdout holds the JSON alone
-    return resolved
 
 
 def test_every_script_is_covered():
@@ -135,97 +173,229 @@ def test_every_script_is_covered():
         "train_rlhf_llama3_8b.sh",
         "table4_rlhf.sh",
         "train_rlvr_math_qwen2.5.sh",
-        "table3_rlvr_math.sh",
-        "sweep_rlvr_sample_reuse.sh",
-        "sweep_rlvr_batch_ratio.sh",
+        "rlvr_iterations_grid.sh",
+        "rlvr_batch_ratio_grid.sh",
     }
     assert {path.name for path in SCRIPTS.glob("*.sh")} == covered
 
 
-def test_sweeps_pass_extra_arguments_to_every_run(recipes):
-    for name in ("table4", "table3", "sample_reuse", "batch_ratio"):
-        for flags in recipes[name]:
+def test_scripts_pass_extra_arguments_to_every_run(recipes):
+    for name, runs in recipes.items():
+        for flags in runs:
             assert flags["--logger.logging_steps"] == PASSTHROUGH[1:], name
 
 
-def test_table4_rlhf_runs(recipes):
+def check_run_folders(flags: Flags, root: Path, expected_name: str) -> None:
+    """The run is named ``expected_name``, which is also its wandb run name: OpenRLHF's tensorboard
+    folder (``tensorboard_dir/wandb.run_name``) is then root/<name>/tensorboard/<name>, not ppo_<time>."""
+    assert value(flags, "--logger.wandb.run_name") == expected_name
+    assert Path(value(flags, "--logger.tensorboard_dir")) == root / expected_name / "tensorboard"
+    assert Path(value(flags, "--ckpt.output_dir")) == root / expected_name / "model"
+    assert Path(value(flags, "--ckpt.path")) == root / expected_name / "ckpt"
+
+
+def tensorboard_folder(flags: Flags) -> Path:
+    return Path(value(flags, "--logger.tensorboard_dir")) / value(flags, "--logger.wandb.run_name")
+
+
+# --- Table 4 (RLHF) ---------------------------------------------------------------------------
+
+def test_table4_rlhf_runs_have_the_papers_hyperparameters(recipes, work):
+    table = paper_table("Table 4.")
     runs = recipes["table4"]
+    betas = sorted(paper_number(part) for part in table["KL Penalty (β)"][0].split("/"))
     assert sorted((value(f, "--actor.policy_loss_type"), float(value(f, "--algo.kl.init_coef"))) for f in runs) == [
-        ("cfpo", 0.0),
-        ("cfpo", 1e-4),
-        ("ppo", 0.0),
-        ("ppo", 1e-4),
+        (loss, beta) for loss in ("cfpo", "ppo") for beta in betas
     ]
+    checked = {"Parameter", "KL Penalty (β)"}
     for flags in runs:
+        max_new = int(value(flags, "--rollout.max_new_tokens"))
+        from_flags = {
+            "Actor Learning Rate": float(value(flags, "--actor.adam.lr")),
+            "Train Batch Size": int(value(flags, "--train.batch_size")),
+            "Rollout Batch Size": int(value(flags, "--rollout.batch_size")),
+            "Samples per Prompt": int(value(flags, "--rollout.n_samples_per_prompt")),
+            "Max Prompt Length": int(value(flags, "--data.max_len")) - max_new,  # OpenRLHF: prompt + generation
+            "Max Generation Length": max_new,
+        }
+        for row, got in from_flags.items():
+            assert got == paper_number(table[row][0]), row
+        assert value(flags, "--algo.advantage.estimator") == table["Advantage Estimator"][0].lower() == "rloo"
+        checked |= set(from_flags) | {"Advantage Estimator"}
         assert value(flags, "--actor.model_name_or_path") == "OpenRLHF/Llama-3-8b-sft-mixture"
         assert value(flags, "--reward.model_name_or_path") == "OpenRLHF/Llama-3-8b-rm-700k"
         assert value(flags, "--data.prompt_dataset") == "OpenRLHF/prompt-collection-v0.1"
-        assert value(flags, "--algo.advantage.estimator") == "rloo"
-        assert float(value(flags, "--actor.adam.lr")) == 5e-7
-        assert int(value(flags, "--train.batch_size")) == 64
-        assert int(value(flags, "--rollout.batch_size")) == 512
-        assert int(value(flags, "--rollout.n_samples_per_prompt")) == 2
-        max_new = int(value(flags, "--rollout.max_new_tokens"))
-        assert (int(value(flags, "--data.max_len")) - max_new, max_new) == (1024, 1024)  # prompt, generation
         assert int(value(flags, "--ds.zero_stage")) == 3
         assert float(value(flags, "--actor.entropy_coef")) == 0.0  # OpenRLHF then logs entropy
-    assert len({value(f, "--logger.tensorboard_dir") for f in runs}) == 4
+        name = f"rlhf_llama3_8b_{value(flags, '--actor.policy_loss_type')}_kl{value(flags, '--algo.kl.init_coef')}"
+        check_run_folders(flags, work[0] / "runs", name)
+    assert checked == set(table)  # every row of the paper's table is checked
+    assert len({tensorboard_folder(f) for f in runs}) == 4
 
 
-def check_rlvr_common(flags: Flags) -> None:
+# --- Table 3 (RLVR settings) and the two grids ------------------------------------------------
+
+def check_table3(flags: Flags) -> None:
+    """Every row of the paper's Table 3, for the run's model size (column "1.5B/3B" or "7B")."""
+    table = paper_table("Table 3.")
     model = value(flags, "--actor.model_name_or_path")
-    assert float(value(flags, "--actor.adam.lr")) == (1e-6 if "7B" in model else 3e-6)
+    column = next(i for i, sizes in enumerate(table["Parameter"]) if QWEN_SIZES[model] in sizes.split("/"))
+    paper = {row: cells[column] if cells[column] else cells[0] for row, cells in table.items() if row != "Parameter"}
     group = int(value(flags, "--rollout.n_samples_per_prompt"))
-    assert group == 3
-    assert int(value(flags, "--train.batch_size")) == 128 * group  # 128 prompts per optimizer step
-    assert float(value(flags, "--algo.kl.init_coef")) == 0.0
     max_new = int(value(flags, "--rollout.max_new_tokens"))
-    assert (int(value(flags, "--data.max_len")) - max_new, max_new) == (512, 3072)  # prompt, completion
-    assert float(value(flags, "--rollout.temperature")) == 0.9
-    assert float(value(flags, "--actor.eps_clip")) == 0.2
-    assert value(flags, "--actor.lr_scheduler") == "cosine"
-    assert float(value(flags, "--actor.lr_warmup_ratio")) == 0.1
-    assert value(flags, "--algo.advantage.estimator") == "group_norm"
+    from_flags = {
+        "Learning Rate": float(value(flags, "--actor.adam.lr")),
+        "Batch Size": int(value(flags, "--rollout.batch_size")),  # prompts per rollout ("128 problems")
+        "Group Size": group,
+        "KL Penalty (β)": float(value(flags, "--algo.kl.init_coef")),
+        "Max Prompt Length": int(value(flags, "--data.max_len")) - max_new,  # OpenRLHF: prompt + completion
+        "Max Completion Length": max_new,
+        "Temperature": float(value(flags, "--rollout.temperature")),
+        "Clip Ratio": float(value(flags, "--actor.eps_clip")),  # also CFPO's ε
+        "Warmup Ratio": float(value(flags, "--actor.lr_warmup_ratio")),
+    }
+    for row, got in from_flags.items():
+        assert got == paper_number(paper[row]), row
+    assert value(flags, "--actor.lr_scheduler") == paper["Lr Scheduler Type"].lower() == "cosine"
+    optimizer = re.fullmatch(
+        r"AdamW \(\$\\beta_1=([\d.]+)\$, \$\\beta_2=([\d.]+)\$, \$\\varepsilon=(10\^\{-?\d+\})\$\)", paper["Optimizer"]
+    )
+    betas = [float(beta) for beta in flags["--actor.adam.betas"]]
+    assert betas == [float(optimizer.group(1)), float(optimizer.group(2))]
+    assert float(value(flags, "--actor.adam.eps")) == paper_number(optimizer.group(3))
+    assert set(from_flags) | {"Lr Scheduler Type", "Optimizer"} == set(paper)  # every row is checked
+    # "Unspecified fields inherit the TRL defaults": TRL trains num_train_epochs = 3 passes over the data.
+    assert int(value(flags, "--train.num_episodes")) == 3
+    assert value(flags, "--algo.advantage.estimator") == "group_norm"  # eq. (9), TRL's scale_rewards="group"
     assert Path(value(flags, "--reward.remote_url")).samefile(MATH_REWARD)
     assert value(flags, "--data.label_key") == "solution"
-    prompts = Path(value(flags, "--data.prompt_dataset"))
-    first = json.loads(prompts.read_text(encoding="utf-8").splitlines()[0])
-    assert first["prompt"][0] == {"role": "system", "content": rlvr_system_prompt_for_model(model)}
+    assert float(value(flags, "--actor.entropy_coef")) == 0.0  # OpenRLHF then logs entropy (Figure 8)
 
 
 def batch_ratio(flags: Flags) -> float:
+    """Optimizer steps per pass over a rollout: rollout samples / train batch (verl: batch / mini-batch)."""
     rollout_samples = int(value(flags, "--rollout.batch_size")) * int(value(flags, "--rollout.n_samples_per_prompt"))
     return rollout_samples / int(value(flags, "--train.batch_size"))
 
 
-def test_table3_rlvr_runs(recipes):
-    runs = recipes["table3"]
+def rlvr_point(flags: Flags) -> tuple:
+    return (
+        value(flags, "--actor.model_name_or_path"),
+        value(flags, "--actor.policy_loss_type"),
+        int(value(flags, "--train.max_epochs")),
+        batch_ratio(flags),
+    )
+
+
+def rlvr_run_name(point: tuple) -> str:
+    model, loss, iterations, ratio = point
+    return f"rlvr_math_{model.split('/')[-1]}_{loss}_it{iterations}_br{ratio:g}"
+
+
+def read_jsonl(path: Path) -> List[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def check_prompt_file(path: Path, source: Path, size: str) -> None:
+    """Every source problem, in order, as [the size's appendix B.1 system prompt, the problem]."""
+    records, problems = read_jsonl(path), read_jsonl(source)
+    assert len(records) == len(problems)
+    for record, problem in zip(records, problems):
+        assert record["prompt"] == [
+            {"role": "system", "content": RLVR_SYSTEM_PROMPTS[size]},
+            {"role": "user", "content": problem["problem"]},
+        ]
+        assert record["solution"] == problem["solution"]
+
+
+def check_prompts(runs: List[Flags], settings: Dict[str, str]) -> None:
+    """Each run trains (and validates) with the system prompt of its model's size."""
+    checked = set()
     for flags in runs:
-        check_rlvr_common(flags)
-    pairs = sorted((value(f, "--actor.model_name_or_path"), value(f, "--actor.policy_loss_type")) for f in runs)
-    assert pairs == sorted((model, loss) for model in QWEN_MODELS for loss in ("ppo", "cfpo"))
-    assert len({value(f, "--logger.tensorboard_dir") for f in runs}) == len(runs)
+        size = QWEN_SIZES[value(flags, "--actor.model_name_or_path")]
+        files = [(Path(value(flags, "--data.prompt_dataset")), Path(settings["MATH_TRAIN"]))]
+        if "--eval.dataset" in flags:
+            files.append((Path(value(flags, "--eval.dataset")), Path(settings["MATH_EVAL"])))
+        for path, source in files:
+            if (path, size) not in checked:
+                check_prompt_file(path, source, size)
+                checked.add((path, size))
 
 
-def test_sample_reuse_sweep(recipes):
-    runs = recipes["sample_reuse"]
-    for flags in runs:
-        check_rlvr_common(flags)
-        assert batch_ratio(flags) == 1
-    points = sorted((value(f, "--actor.policy_loss_type"), int(value(f, "--train.max_epochs"))) for f in runs)
-    assert points == sorted((loss, epochs) for loss in ("ppo", "cfpo") for epochs in (1, 2, 4, 8, 16))
-    assert len({value(f, "--logger.tensorboard_dir") for f in runs}) == len(runs)
+def test_iterations_grid_is_tables_5_to_10(recipes, work):
+    work_dir, settings, _ = work
+    runs = recipes["iterations"]
+    points = [rlvr_point(flags) for flags in runs]
+    # TRL has no mini-batches: every pass over a rollout is one optimizer step (batch ratio 1).
+    assert sorted(points) == sorted((*point, 1.0) for point in paper_iterations_grid())
+    assert len(runs) == paper_models_trained("TRL") == 48
+    assert {model for model, *_ in points} == set(QWEN_SIZES)
+    root = work_dir / "runs" / "rlvr_iterations_grid"
+    for flags, point in zip(runs, points):
+        check_table3(flags)
+        check_run_folders(flags, root, rlvr_run_name(point))
+        assert "--eval.dataset" not in flags
+    assert len({tensorboard_folder(f) for f in runs}) == len(runs)
+    check_prompts(runs, settings)
 
 
-def test_batch_ratio_sweep(recipes):
+def test_batch_ratio_grid_is_figures_4_to_8(recipes, work):
+    work_dir, settings, _ = work
     runs = recipes["batch_ratio"]
-    for flags in runs:
-        check_rlvr_common(flags)
-        assert int(value(flags, "--train.max_epochs")) == 1
-    points = sorted((value(f, "--actor.policy_loss_type"), batch_ratio(f)) for f in runs)
-    assert points == sorted((loss, ratio) for loss in ("ppo", "cfpo") for ratio in (1, 2, 4, 8))
-    assert len({value(f, "--logger.tensorboard_dir") for f in runs}) == len(runs)
+    points = [rlvr_point(flags) for flags in runs]
+    # §4.1 and appendix D: Qwen2.5-3B (base), iterations up to 8, 4 batch ratios, GRPO and CFPO.
+    assert sorted(points) == sorted(
+        ("Qwen/Qwen2.5-3B", loss, iterations, float(ratio))
+        for loss in ("ppo", "cfpo")
+        for iterations in (1, 2, 4, 8)
+        for ratio in (1, 2, 4, 8)
+    )
+    assert len(runs) == paper_models_trained("verl") == 32
+    root = work_dir / "runs" / "rlvr_batch_ratio_grid"
+    for flags, point in zip(runs, points):
+        check_table3(flags)
+        check_run_folders(flags, root, rlvr_run_name(point))
+        # A rollout is the paper's batch of 128 problems; the ratio splits it into optimizer steps.
+        assert int(value(flags, "--rollout.batch_size")) == 128
+        # Figure 5's validation reward: greedy, one answer per MATH500 problem, every 10 rollouts.
+        evaluation = {key: value(flags, key) for key in flags if key.startswith("--eval.")}
+        assert evaluation.pop("--eval.dataset")
+        assert evaluation == {"--eval.steps": "10", "--eval.temperature": "0", "--eval.n_samples_per_prompt": "1"}
+        assert value(flags, "--ckpt.best_metric_key") == "none"  # no extra checkpoints per evaluation
+    all_folders = {tensorboard_folder(f) for f in runs + recipes["iterations"]}
+    assert len(all_folders) == len(runs) + len(recipes["iterations"])  # unique across both grids
+    check_prompts(runs, settings)
 
+
+def test_rlvr_run_name_and_bad_batch_ratio(recorder, work):
+    """RUN_NAME names the run and its tensorboard folder; a BATCH_RATIO that does not divide the
+    384 samples of a rollout is one line naming the fix, before anything is prepared or launched."""
+    work_dir, _, env = work
+    (flags,) = recorder("named", RLVR_RUN, RUN_NAME="my_run", MODEL="Qwen/Qwen2.5-7B", BATCH_RATIO="3", MATH_EVAL="")
+    check_run_folders(flags, work_dir / "runs", "my_run")
+    assert (int(value(flags, "--train.batch_size")), float(value(flags, "--actor.adam.lr"))) == (128, 1e-6)
+    for bad in ("5", "0", "two"):
+        result = run_script(RLVR_RUN, env(LAUNCHER="false", BATCH_RATIO=bad, DATA_DIR=str(work_dir / "unused")))
+        assert result.returncode == 2
+        assert result.stderr.splitlines() == [
+            f"train_rlvr_math_qwen2.5.sh: BATCH_RATIO={bad} must divide the 384 samples of a rollout; use 1, 2, 4 "
+            "or 8 (the paper's) or another divisor of 384"
+        ]
+    assert not (work_dir / "unused").exists()
+
+
+@pytest.mark.parametrize("script", [RLHF_RUN, RLVR_RUN], ids=lambda path: path.stem)
+def test_finished_runs_are_skipped(script, recorder, work):
+    """A grid restarted after a failure must not retrain (and overwrite) the runs that finished."""
+    work_dir, _, _ = work
+    (flags,) = recorder(f"first_{script.stem}", script, RUN_NAME=f"done_{script.stem}", MATH_EVAL="")
+    model_dir = Path(value(flags, "--ckpt.output_dir"))
+    model_dir.mkdir(parents=True)
+    (model_dir / "tokenizer_config.json").write_text("{}")  # OpenRLHF saves it after the weights
+    assert recorder(f"again_{script.stem}", script, RUN_NAME=f"done_{script.stem}", MATH_EVAL="") == []
+
+
+# --- through OpenRLHF's own parser --------------------------------------------------------------
 
 def assert_resolves_to(flags: Flags, resolved: Dict[str, object]) -> None:
     """Every flag the script passed shows up in OpenRLHF's resolved arguments with its value."""
@@ -241,14 +411,99 @@ def assert_resolves_to(flags: Flags, resolved: Dict[str, object]) -> None:
             assert got == values[0], flag
 
 
+def pick(runs: List[Flags], **wanted: str) -> Flags:
+    (flags,) = [f for f in runs if all(value(f, f"--{key}") == want for key, want in wanted.items())]
+    return flags
+
+
+@pytest.fixture(scope="module")
+def dry_runs(recipes, work):
+    """OpenRLHF's resolved arguments for one recorded run of Table 4 and one of the batch-ratio grid
+    (the RLVR run with every kind of flag: validation, several steps per pass, the smallest train
+    batch), both dry runs at once."""
+    _, _, env = work
+    chosen = {
+        "table4": pick(recipes["table4"], **{"actor.policy_loss_type": "cfpo", "algo.kl.init_coef": "1e-4"}),
+        "batch_ratio": pick(
+            recipes["batch_ratio"],
+            **{"actor.policy_loss_type": "cfpo", "train.max_epochs": "4", "train.batch_size": "48"},
+        ),
+    }
+    processes = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "openrlhf_cfpo.cli", "train", "--dry-run"]
+            + [item for flag, values in flags.items() for item in (flag, *values)],
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, flags in chosen.items()
+    }
+    resolved = {}
+    for name, process in processes.items():
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, f"dry run of a {name} run failed:\n{err[-3000:]}"
+        resolved[name] = (chosen[name], json.loads(out))  # stdout holds the JSON alone
+    return resolved
+
+
+def nested(flat: Dict[str, object]) -> SimpleNamespace:
+    """OpenRLHF's hierarchical args from the dry run's flat dotted keys."""
+    root: Dict[str, object] = {}
+    for key, item in flat.items():
+        *groups, leaf = key.split(".")
+        node = root
+        for group in groups:
+            node = node.setdefault(group, {})
+        node[leaf] = item
+
+    def to_namespace(node):
+        return SimpleNamespace(**{k: to_namespace(v) for k, v in node.items()}) if isinstance(node, dict) else node
+
+    return to_namespace(root)
+
+
 @pytest.mark.slow  # two dry runs: each imports OpenRLHF, DeepSpeed and Ray (~10 s of CPU)
-@pytest.mark.parametrize("script", [RLHF_RUN, RLVR_RUN], ids=lambda path: path.stem)
-def test_dry_run_round_trip(recipes, dry_runs, script):
-    (flags,) = recipes[script.stem]
-    resolved = dry_runs[script]
+@pytest.mark.parametrize("name", ["table4", "batch_ratio"])
+def test_dry_run_round_trip(dry_runs, name):
+    flags, resolved = dry_runs[name]
     assert resolved["actor.policy_loss_type"] == "cfpo"
     assert_resolves_to(flags, resolved)
-    if script == RLVR_RUN:
-        assert (resolved["actor.adam.lr"], resolved["train.max_epochs"], batch_ratio(flags)) == (1e-6, 2, 4)
+    if name == "batch_ratio":
+        assert (resolved["train.max_epochs"], batch_ratio(flags), resolved["eval.temperature"]) == (4, 8, 0.0)
+        # TRL defaults the recipe leaves to OpenRLHF's equal defaults (Table 3: "inherit the TRL defaults").
+        trl_defaults = {"actor.max_norm": 1.0, "actor.adam.weight_decay": 0.0, "rollout.top_p": 1.0}
+        assert {key: resolved[key] for key in trl_defaults} == trl_defaults
+        assert resolved["actor.loss_agg_mode"] == "token-mean"  # TRL's bnpo/dapo: mean over all tokens
     else:
         assert (resolved["algo.kl.init_coef"], resolved["algo.advantage.estimator"]) == (1e-4, "rloo")
+
+
+@pytest.mark.slow  # imports OpenRLHF's logger and the report reader, after the dry runs
+def test_tensorboard_folder_is_named_after_the_run(dry_runs, work):
+    """OpenRLHF's own TensorboardLogger, given the resolved arguments, writes into
+    tensorboard_dir/<run name>, where the driver puts its run record too; the report then labels
+    the run with that name and reads its settings from the record."""
+    from openrlhf.utils.logging_utils import TensorboardLogger
+
+    from openrlhf_cfpo.cli.train_ppo_ray import write_run_records
+    from openrlhf_cfpo.reporting.training_logs import discover_training_runs
+
+    flags, resolved = dry_runs["batch_ratio"]
+    name = value(flags, "--logger.wandb.run_name")
+    run_folder = work[0] / "runs" / "rlvr_batch_ratio_grid" / name
+    args = nested(resolved)
+    logger = TensorboardLogger(args)
+    logger.log_train(1, {"ppo_clip_ratio": 0.25})
+    logger.close()
+    events = list(run_folder.rglob("events.out.tfevents.*"))
+    assert [path.parent for path in events] == [run_folder / "tensorboard" / name]
+    assert run_folder / "tensorboard" / name / "openrlhf_cfpo_run.json" in write_run_records(args)
+
+    notes: List[str] = []
+    (run,) = discover_training_runs([str(run_folder / "tensorboard")], notes)
+    assert run.label == name
+    s = run.settings
+    assert (s.objective, s.iterations, s.batch_ratio, s.model) == ("cfpo", 4, 8.0, "Qwen/Qwen2.5-3B")
+    assert run.series["clip_ratio"] == ([1], [0.25])
