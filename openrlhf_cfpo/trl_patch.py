@@ -67,8 +67,8 @@ def check_cfpo_config(config) -> None:
             "GRPOConfig(delta=...) cannot be used with loss_type='cfpo': delta caps the unclipped branch of "
             "PPO-clip and CFPO has none (its penalty already pulls r back); leave delta=None"
         )
+    eps_high = config.epsilon if config.epsilon_high is None else config.epsilon_high  # as GRPOTrainer
     try:
-        eps_high = config.epsilon if config.epsilon_high is None else config.epsilon_high  # as GRPOTrainer
         check_trust_region(config.epsilon, eps_high)
     except ValueError as err:
         raise ValueError(f"GRPOConfig epsilon / epsilon_high: {err}") from None
