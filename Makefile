@@ -17,7 +17,7 @@ $(STAMP): setup.py requirements/openrlhf-cpu.txt requirements/cpu-constraints.tx
 	$(PIP) install -q $(PIN) torch==2.13.0
 	$(PIP) install -q $(PIN) -r requirements/openrlhf-cpu.txt
 	$(PIP) install -q --no-deps openrlhf==0.11.2
-	$(PIP) install -q $(PIN) -e '.[eval,test]'
+	$(PIP) install -q $(PIN) -e '.[eval,test,trl]'
 	touch $@
 
 test: $(STAMP)

@@ -5,6 +5,7 @@ from glob import glob
 from setuptools import find_packages, setup
 
 OPENRLHF_VERSION = "0.11.2"
+TRL_VERSION = "1.16.0"  # openrlhf_cfpo.trl_patch patches this TRL only
 
 setup(
     name="openrlhf-cfpo",
@@ -39,6 +40,8 @@ setup(
             # alpaca_eval 0.6.6 imports pkg_resources, removed in setuptools 81.
             "setuptools<81",
         ],
+        # CFPO in TRL's GRPOTrainer (openrlhf_cfpo.trl_patch, examples/trl/).
+        "trl": [f"trl=={TRL_VERSION}"],
         "test": ["pytest>=8"],
     },
     # Suite and judge configs live in the top-level evaluation/ folder; installed copies are found by

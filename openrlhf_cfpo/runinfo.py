@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterable, Iterator, Optional
 
 RUN_RECORD_PACKAGES = (
     "openrlhf-cfpo", "openrlhf", "torch", "transformers", "deepspeed", "ray", "vllm", "lm-eval",
-    "alpaca-eval", "math-verify", "openai", "nltk", "datasets", "tensorboard",
+    "alpaca-eval", "math-verify", "openai", "nltk", "datasets", "tensorboard", "trl",
 )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from openrlhf_cfpo.openrlhf_patch import SUPPORTED_OPENRLHF_VERSION
+from openrlhf_cfpo.trl_patch import SUPPORTED_TRL_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 GPU_ONLY = {"flash-attn", "torch"}  # flash-attn needs CUDA to build; torch is pinned to a CPU build
@@ -34,6 +35,13 @@ def test_versions_pinned_once_and_consistently():
     assert f"--no-deps openrlhf=={SUPPORTED_OPENRLHF_VERSION}" in makefile
     assert requirement_lines(REPO / "requirements/cpu-constraints.txt") == ["torch==2.13.0"]
     assert "torch==2.13.0" in makefile
+
+
+def test_trl_extra_pins_the_patched_version_and_make_installs_it():
+    assert importlib.metadata.version("trl") == SUPPORTED_TRL_VERSION
+    setup_py = (REPO / "setup.py").read_text()
+    assert f'TRL_VERSION = "{SUPPORTED_TRL_VERSION}"' in setup_py and '"trl": [f"trl=={TRL_VERSION}"]' in setup_py
+    assert "-e '.[eval,test,trl]'" in (REPO / "Makefile").read_text()
 
 
 def module_level_imports(package: str, names: tuple):
