@@ -213,7 +213,7 @@ def test_math_verify_verdicts(task, reply, gold, expected):
 )
 def test_gpqa_takes_only_an_anchored_answer(reply, letter):
     assert reasoning.gpqa_choice(reply) == letter
-    assert reasoning.is_correct("gpqa_diamond", reply, "B") is (letter == "B")
+    assert [gold for gold in "ABCD" if reasoning.is_correct("gpqa_diamond", reply, gold)] == ([letter] if letter else [])
 
 
 def test_gpqa_options_are_shuffled_reproducibly_with_the_gold_letter_tracking_the_answer(tmp_path):
