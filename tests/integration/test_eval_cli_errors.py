@@ -95,14 +95,19 @@ def test_help_lists_the_flags(capsys):
         assert flag in usage
 
 
-@pytest.mark.parametrize("model", ["/no/such/checkpoint", "org/no-such-model"])
-def test_missing_model_fails_before_any_benchmark_work(model, tmp_path, benchmarks_dir, monkeypatch, capsys):
-    """Neither AlpacaEval's df_gamed preflight (a Hub download) nor any data read happens first."""
-    from openrlhf_cfpo.evaluation import alpaca_eval
+@pytest.mark.parametrize("benchmark, model, message", [
+    ("alpaca_eval", "/no/such/checkpoint", "--model /no/such/checkpoint does not exist"),
+    ("openllm", "/no/such/checkpoint", "--model /no/such/checkpoint does not exist"),
+    ("alpaca_eval", "org/no-such-model", "cannot load the tokenizer of --model 'org/no-such-model'"),
+])
+def test_missing_model_fails_before_any_benchmark_work(benchmark, model, message, tmp_path, monkeypatch, capsys):
+    """Neither AlpacaEval's df_gamed preflight (a Hub download), a data file, nor lm-eval comes first."""
+    from openrlhf_cfpo.evaluation import alpaca_eval, openllm
 
     work = []
     monkeypatch.setattr(alpaca_eval, "_require_glm_data", lambda: work.append("df_gamed preflight"))
     monkeypatch.setattr(alpaca_eval, "locate", lambda spec, data_dir: work.append(spec.relpath))
-    rc, err = _eval(capsys, "--benchmarks", "alpaca_eval", "--model", model, "--out", tmp_path / "out")
-    assert rc == 2 and model in err and len(err.splitlines()) == 1
+    monkeypatch.setattr(openllm, "run", lambda ctx: work.append("lm-eval"))
+    rc, err = _eval(capsys, "--benchmarks", benchmark, "--model", model, "--out", tmp_path / "out")
+    assert rc == 2 and message in err and len(err.splitlines()) == 1
     assert work == []
