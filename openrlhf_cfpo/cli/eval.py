@@ -193,11 +193,11 @@ def evaluate(config: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
     out_dir = Path(config["out"])
     out_dir.mkdir(parents=True, exist_ok=True)
     modules = {name: load_benchmark(name) for name in config["benchmarks"]}
-    order = sorted(modules, key=lambda name: getattr(modules[name], "OWN_MODEL", False))
+    own_model = {name: getattr(module, "OWN_MODEL", False) for name, module in modules.items()}
     generator = None
     if config["model"] and not config["responses"]:
         config["backend"] = config["backend"] or default_backend()
-        if not all(getattr(module, "OWN_MODEL", False) for module in modules.values()):
+        if not all(own_model.values()):
             generator = make_generator(
                 config["model"], config["backend"], seed=config["seed"], max_new_tokens_cap=config["max_new_tokens"]
             )
@@ -207,9 +207,9 @@ def evaluate(config: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
         model=config["judge_model"], base_url=config["judge_base_url"], concurrency=config["concurrency"],
         models=config["judge_models"],
     )
-    for name in order:
+    for name in sorted(modules, key=own_model.get):  # stable: the listed order within each group
         module, tasks = modules[name], config["benchmarks"][name]
-        if getattr(module, "OWN_MODEL", False) and generator is not None:
+        if own_model[name] and generator is not None:
             generator.release()
             generator = None
         ctx = EvalContext(

@@ -96,10 +96,12 @@ def end_of_turn_token(tokenizer) -> Optional[int]:
     """The special token the chat template writes right after an assistant message's content
     (``<|eot_id|>``, ``<|im_end|>``, ...), found by rendering a one-turn conversation; None when the
     template puts no special token there (then eos is expected to end the turn)."""
+    from jinja2 import TemplateError
+
     conversation = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _TURN_MARKER}]
     try:
         text = tokenizer.apply_chat_template(conversation, tokenize=False)
-    except Exception as err:  # a template may reject this conversation (jinja raise_exception)
+    except TemplateError as err:  # a template may reject this conversation (its raise_exception)
         logger.warning("the chat template cannot render a one-turn conversation (%s): no end-of-turn token", err)
         return None
     if _TURN_MARKER not in text:
