@@ -5,7 +5,8 @@
 #   evaluation/run_alignment.sh CHECKPOINT OUT_DIR [more `openrlhf-cfpo eval` flags]
 #
 # Judge: the key comes from OPENAI_API_KEY; JUDGE_MODEL / JUDGE_BASE_URL override the paper's judges
-# (GPT-4.1 for AlpacaEval and Arena-Hard, GPT-4 for MT-Bench; see evaluation/judges/).
+# (GPT-4.1 for AlpacaEval and Arena-Hard, GPT-4 for MT-Bench; see evaluation/judges/); JUDGE_MODEL
+# is one name for all or per benchmark, e.g. mt_bench=gpt-4,alpaca_eval=gpt-4.1.
 # Compare with the SFT model by running this script on it too, into another OUT_DIR.
 set -euo pipefail
 usage="usage: $0 CHECKPOINT OUT_DIR [flags]"

@@ -8,8 +8,9 @@ benchmark's judge parser reads:
 - Arena-Hard (a system prompt listing ``[[A>>B]]``): "My final verdict is ...: [[label]]" with
   ``arena_verdict(answer_A, answer_B)``. With ``withhold_share`` a share of first attempts end without a
   label; the follow-up ("continue your judgment ...") then gets one.
-- MT-Bench single grading (``[[rating]]``): "Rating: [[r]]" with ``mt_bench_rating(answer)``; the
-  judged answer is the single answer, or the second assistant turn for multi-turn prompts.
+- MT-Bench single grading (``[[rating]]``): "Rating: " + ``rating_text(r)`` (default ``[[r]]``) with
+  ``r = mt_bench_rating(answer)``; the judged answer is the single answer, or the second assistant
+  turn for multi-turn prompts.
 - anything else: "OK".
 
 Verdicts depend on ``answer_quality`` (word count) only, so tests derive expected scores from the
@@ -19,7 +20,8 @@ first one or two attempts with one of ``faults`` (``"429"``, ``"500"``, ``"hang"
 with HTTP 400 (a crash mid-run). Bounded: after ``max_requests`` requests or ``lifetime_s`` seconds
 the server answers 503 and shuts itself down. ``latency_s`` delays each reply (a remote judge's
 latency, for the throughput benchmark). Counters: ``requests`` (all), ``served`` (200 replies),
-``served_bodies`` (200 replies per distinct body), ``injected`` (faults by kind), ``peak_in_flight``.
+``served_bodies`` (200 replies per distinct body), ``injected`` (faults by kind), ``peak_in_flight``,
+``models`` (requests per judge model name).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 ARENA_LABEL_STEP = 5  # word-count difference per verdict strength
 ALPACA_SCALE = 5.0  # words per logit unit
@@ -59,6 +61,10 @@ def mt_bench_rating(answer: str) -> int:
     return 1 + answer_quality(answer) % 10
 
 
+def plain_rating(rating: int) -> str:
+    return f"[[{rating}]]"
+
+
 def alpaca_prob_first(output_1: str, output_2: str) -> float:
     """P(the judge names output_1 best), kept inside [1e-4, 1 - 1e-4]."""
     logit = (answer_quality(output_1) - answer_quality(output_2)) / ALPACA_SCALE
@@ -77,7 +83,9 @@ def _digest(body: Dict[str, Any]) -> int:
     return int.from_bytes(hashlib.sha256(canonical.encode("utf-8")).digest()[:8], "big")
 
 
-def judge_reply(body: Dict[str, Any], withhold_share: float = 0.0) -> Tuple[str, Optional[List[Dict[str, Any]]]]:
+def judge_reply(
+    body: Dict[str, Any], withhold_share: float = 0.0, rating_text: Callable[[int], str] = plain_rating
+) -> Tuple[str, Optional[List[Dict[str, Any]]]]:
     """(content, logprobs content list or None) for a chat-completions request body."""
     messages = body["messages"]
     system = " ".join(m["content"] for m in messages if m["role"] == "system")
@@ -106,7 +114,7 @@ def judge_reply(body: Dict[str, Any], withhold_share: float = 0.0) -> Tuple[str,
             answer = answer.split("\n\n### User:")[0]
         else:
             answer = _between(first_user, "[The Start of Assistant's Answer]\n", "\n[The End of Assistant's Answer]")
-        return f"The answer is judged. Rating: [[{mt_bench_rating(answer)}]]", None
+        return f"The answer is judged. Rating: {rating_text(mt_bench_rating(answer))}", None
     return "OK", None
 
 
@@ -123,6 +131,7 @@ class JudgeServer:
         max_served: Optional[int] = None,
         max_requests: int = 20_000,
         lifetime_s: float = 300.0,
+        rating_text: Callable[[int], str] = plain_rating,
     ):
         self.fault_share = fault_share
         self.faults = tuple(faults)
@@ -132,10 +141,12 @@ class JudgeServer:
         self.max_served = max_served
         self.max_requests = max_requests
         self.lifetime_s = lifetime_s
+        self.rating_text = rating_text
         self.requests = 0  # POSTs received
         self.served = 0  # 200 replies
         self.injected: Counter = Counter()  # faults injected, by kind
         self.served_bodies: Counter = Counter()  # digest -> 200 replies
+        self.models: Counter = Counter()  # judge model name -> requests
         self.in_flight = 0
         self.peak_in_flight = 0  # most requests handled at the same time
         self._attempts: Counter = Counter()
@@ -219,6 +230,7 @@ class JudgeServer:
             if self.max_served is not None and self.served >= self.max_served:
                 return 400, _error("test judge server: reply budget spent"), {}
             digest = _digest(body)
+            self.models[body.get("model", "")] += 1
             self._attempts[digest] += 1
             fault = self._fault(digest, self._attempts[digest])
             if fault:
@@ -232,7 +244,7 @@ class JudgeServer:
             return None, None, {}
         if self.latency_s:
             time.sleep(self.latency_s)
-        content, logprobs = judge_reply(body, self.withhold_share)
+        content, logprobs = judge_reply(body, self.withhold_share, self.rating_text)
         with self._lock:
             self.served += 1
             self.served_bodies[digest] += 1

@@ -12,9 +12,10 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from openrlhf_cfpo.prompts import MODEL_SIZES, model_size_from_name
+
 HELP = "evaluate a checkpoint (or generated responses) on the alignment, capability and reasoning suites"
 SUITE_CHOICES = ("alignment", "capability", "reasoning", "all")
 
@@ -33,7 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend", choices=("vllm", "hf"), help="generation backend (default: vllm on a GPU node, else hf)"
     )
-    parser.add_argument("--judge-model", help="judge model name (default: each benchmark's paper default)")
+    parser.add_argument(
+        "--judge-model",
+        help="judge model for every judged benchmark (NAME), or per benchmark (mt_bench=gpt-4,alpaca_eval=gpt-4.1; "
+        "a bare NAME among them covers the others); default: each benchmark's paper default",
+    )
     parser.add_argument("--judge-base-url", help="OpenAI-compatible endpoint of the judge (default: OpenAI)")
     parser.add_argument(
         "--data-dir",
@@ -83,6 +88,8 @@ def resolve_config(args: argparse.Namespace) -> Dict[str, Any]:
             raise ValueError(f"--responses {args.responses} does not exist")
     elif not args.model:
         raise ValueError("--model is required (a checkpoint folder or Hugging Face id) unless --responses is given")
+    else:
+        _check_model(args.model)
     counts = (("--limit", args.limit), ("--concurrency", args.concurrency), ("--max-new-tokens", args.max_new_tokens))
     for flag, value in counts:
         if value is not None and value < 1:
@@ -91,6 +98,7 @@ def resolve_config(args: argparse.Namespace) -> Dict[str, Any]:
         raise ValueError(
             f"--data-dir {args.data_dir} is not a folder: point it at a copy laid out like ../shared/benchmarks"
         )
+    judge_model, judge_models = _judge_models(args.judge_model)
     model_name = args.model_name or (Path(args.model).name if args.model else args.responses.stem)
     model_size = args.model_size
     if "reasoning" in selection:
@@ -102,7 +110,8 @@ def resolve_config(args: argparse.Namespace) -> Dict[str, Any]:
         "suite": None if args.benchmarks else args.suite,
         "out": str(args.out),
         "backend": args.backend,
-        "judge_model": args.judge_model,
+        "judge_model": judge_model,
+        "judge_models": judge_models,
         "judge_base_url": args.judge_base_url,
         "data_dir": str(args.data_dir) if args.data_dir else None,
         "limit": args.limit,
@@ -127,8 +136,55 @@ def _model_size(*names: Optional[str]) -> str:
     )
 
 
+def _check_model(model: str) -> None:
+    """--model must be an existing path or have the shape of a Hugging Face id (ORG/NAME or NAME);
+    anything else is a checkpoint path that does not exist, refused before any download."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if Path(model).exists():
+        return
+    looks_like_path = model.startswith(("/", ".", "~")) or model.count("/") > 1
+    if not looks_like_path:
+        try:
+            validate_repo_id(model)
+            return
+        except HFValidationError:
+            pass
+    raise ValueError(f"--model {model} does not exist: pass a checkpoint folder or a Hugging Face model id (ORG/NAME)")
+
+
+def _judge_models(spec: Optional[str]) -> Tuple[Optional[str], Dict[str, str]]:
+    """--judge-model as (judge for all or None, {benchmark: judge}): ``gpt-4.1`` or
+    ``mt_bench=gpt-4,alpaca_eval=gpt-4.1`` (a bare name among them covers the benchmarks not named)."""
+    from openrlhf_cfpo.evaluation.judge import judged_benchmarks
+
+    judged = judged_benchmarks()
+    default: Optional[str] = None
+    per_benchmark: Dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in (spec or "").split(","))):
+        benchmark, assigned, model = (part.strip() for part in item.partition("="))
+        if not assigned:
+            if default is not None:
+                raise ValueError(
+                    f"--judge-model names two judges for all benchmarks ({default}, {item}): give one bare name and "
+                    "the others as BENCHMARK=NAME"
+                )
+            default = item
+        elif benchmark not in judged:
+            raise ValueError(f"--judge-model {item}: {benchmark!r} has no judge: choose from {', '.join(judged)}")
+        elif not model or benchmark in per_benchmark:
+            raise ValueError(f"--judge-model {item}: give each judged benchmark one model, as {benchmark}=NAME")
+        else:
+            per_benchmark[benchmark] = model
+    return default, per_benchmark
+
+
 def evaluate(config: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
-    """Run every selected benchmark; results are recorded after each one. Returns results.json's content."""
+    """Run every selected benchmark; results are recorded after each one. Returns results.json's content.
+
+    Benchmarks that load the model themselves (``OWN_MODEL``: OpenLLM through lm-eval) run after the
+    others, once the generation engine is released, so that one GPU never holds both.
+    """
     from openrlhf_cfpo.evaluation.context import EvalContext, JudgeSettings
     from openrlhf_cfpo.evaluation.generation import default_backend, make_generator
     from openrlhf_cfpo.evaluation.registry import load_benchmark
@@ -136,18 +192,26 @@ def evaluate(config: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
 
     out_dir = Path(config["out"])
     out_dir.mkdir(parents=True, exist_ok=True)
+    modules = {name: load_benchmark(name) for name in config["benchmarks"]}
+    own_model = {name: getattr(module, "OWN_MODEL", False) for name, module in modules.items()}
     generator = None
     if config["model"] and not config["responses"]:
         config["backend"] = config["backend"] or default_backend()
-        generator = make_generator(
-            config["model"], config["backend"], seed=config["seed"], max_new_tokens_cap=config["max_new_tokens"]
-        )
+        if not all(own_model.values()):
+            generator = make_generator(
+                config["model"], config["backend"], seed=config["seed"], max_new_tokens_cap=config["max_new_tokens"]
+            )
+            config["generation"] = generator.describe()  # loads the tokenizer: a bad --model fails here
     write_run_config(out_dir, config)
     judge = JudgeSettings(
-        model=config["judge_model"], base_url=config["judge_base_url"], concurrency=config["concurrency"]
+        model=config["judge_model"], base_url=config["judge_base_url"], concurrency=config["concurrency"],
+        models=config["judge_models"],
     )
-    for name, tasks in config["benchmarks"].items():
-        module = load_benchmark(name)
+    for name in sorted(modules, key=own_model.get):  # stable: the listed order within each group
+        module, tasks = modules[name], config["benchmarks"][name]
+        if own_model[name] and generator is not None:
+            generator.release()
+            generator = None
         ctx = EvalContext(
             out_dir=out_dir,
             data_dir=Path(config["data_dir"]) if config["data_dir"] else None,
@@ -167,7 +231,8 @@ def evaluate(config: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
         logger.info("%s (%s): starting", module.NAME, module.PROTOCOL)
         started = time.monotonic()
         metrics = module.run(ctx)
-        record_results(out_dir, module.NAME, metrics, module.PROTOCOL)
+        protocol = metrics.pop("protocol", module.PROTOCOL)
+        record_results(out_dir, module.NAME, metrics, protocol)
         logger.info("%s: done in %.1fs", module.NAME, time.monotonic() - started)
     return read_results(out_dir)
 
@@ -178,7 +243,7 @@ def _summary(results: Dict[str, Dict[str, Any]]) -> List[str]:
         scores = ", ".join(
             f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}"
             for key, value in entry.items()
-            if key not in ("protocol", "note", "missing")
+            if key not in ("protocol", "judge", "note", "missing")
         )
         lines.append(f"{name}: {scores}")
     return lines

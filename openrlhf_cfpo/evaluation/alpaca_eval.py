@@ -18,18 +18,17 @@ Protocol (the ``alpaca_eval`` package, 0.6.6):
 from __future__ import annotations
 
 import json
-import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from openrlhf_cfpo.evaluation.answers import AnswerFormat, model_answers
 from openrlhf_cfpo.evaluation.context import EvalContext, SamplingSettings
 from openrlhf_cfpo.evaluation.data import DataError, DataFile, locate, read_json_records, read_jsonl
 from openrlhf_cfpo.evaluation.judge import ChatRequest, JudgeClient, load_judge_config, make_judge, write_report
 from openrlhf_cfpo.runinfo import atomic_write_json, atomic_write_text
-
-logger = logging.getLogger(__name__)
 
 NAME = "alpaca_eval"
 PROTOCOL = (
@@ -66,27 +65,20 @@ def load_outputs(path: Path, where: str) -> Dict[str, str]:
     return {record["instruction"]: record["output"] for record in records}
 
 
-def _model_outputs(ctx: EvalContext, instructions: List[str], out: Path) -> List[str]:
-    if ctx.responses is not None:
-        outputs = load_outputs(ctx.responses, "--responses")
-        missing = [index for index, instruction in enumerate(instructions) if instruction not in outputs]
-        if missing:
-            raise DataError(
-                f"{ctx.responses} has no output for {len(missing)} AlpacaEval instruction(s), e.g. #{missing[0]} "
-                f"{instructions[missing[0]][:60]!r}: answer every instruction (or pass --limit N to score the first N)"
-            )
-        return [outputs[instruction] for instruction in instructions]
-    saved = out / "model_outputs.json"
-    if saved.is_file():
-        outputs = load_outputs(saved, "the saved outputs")
-        if all(instruction in outputs for instruction in instructions):
-            logger.info("alpaca_eval: reusing the outputs in %s (delete it to generate again)", saved)
-            return [outputs[instruction] for instruction in instructions]
-    if ctx.generator is None:
-        raise ValueError("alpaca_eval needs a model (--model) or outputs (--responses)")
-    texts = ctx.generator.generate([[{"role": "user", "content": instruction}] for instruction in instructions], GENERATION)
-    atomic_write_json(saved, [{"instruction": i, "output": t, "generator": ctx.model_name} for i, t in zip(instructions, texts)])
-    return texts
+def _dump_outputs(instructions: Sequence[str], outputs: Sequence[str], model_name: str) -> str:
+    records = [{"instruction": i, "output": o, "generator": model_name} for i, o in zip(instructions, outputs)]
+    return json.dumps(records, ensure_ascii=False, indent=2) + "\n"
+
+
+ANSWER_FORMAT = AnswerFormat("model_outputs.json", load_outputs, _dump_outputs)
+
+
+def _model_outputs(ctx: EvalContext, instructions: List[str]) -> List[str]:
+    def generate() -> List[str]:
+        return ctx.generator.generate([[{"role": "user", "content": i}] for i in instructions], GENERATION)
+
+    outputs = model_answers(ctx, NAME, instructions, ANSWER_FORMAT, generate, sampling=[GENERATION])
+    return [outputs[instruction] for instruction in instructions]
 
 
 def completions_through(judge: JudgeClient):
@@ -142,16 +134,24 @@ def _annotator_config(judge: JudgeClient, annotator: str, folder: Path) -> Path:
     return path
 
 
+def _hub_offline() -> bool:
+    """HF_HUB_OFFLINE as the environment says now (huggingface_hub reads it once, at its import)."""
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+
+
 def _require_glm_data() -> None:
     """Fetch (or find in the HF cache) the ``df_gamed.csv`` that alpaca_eval's GLM reads, before any
-    judging, so that a machine without it fails at once with the fix."""
+    generation or judging, so that a machine without it fails at once with the fix. Offline
+    (HF_HUB_OFFLINE) only the cache is looked at: no request, no retries."""
     from alpaca_eval import constants
     from huggingface_hub import hf_hub_download
 
     try:
         hf_hub_download(
             repo_id="tatsu-lab/alpaca_eval", filename="df_gamed.csv", repo_type="dataset",
-            token=constants.DATASETS_TOKEN, cache_dir=constants.DEFAULT_CACHE_DIR,
+            token=constants.DATASETS_TOKEN, cache_dir=constants.DEFAULT_CACHE_DIR, local_files_only=_hub_offline(),
         )
     except OSError as err:  # offline without a cached copy, or the hub unreachable
         raise DataError(
@@ -178,7 +178,7 @@ def run(ctx: EvalContext) -> Dict[str, Optional[float]]:
     instructions = [eval_set[i]["instruction"] for i in selected]
     out = Path(ctx.out_dir) / NAME
     out.mkdir(parents=True, exist_ok=True)
-    outputs = _model_outputs(ctx, instructions, out)
+    outputs = _model_outputs(ctx, instructions)
 
     judge = make_judge(ctx, NAME, settings["model"])
     annotator = PairwiseAnnotator(
@@ -207,4 +207,4 @@ def run(ctx: EvalContext) -> Dict[str, Optional[float]]:
          f"Standard errors: win rate {lc['standard_error']:.3g}, length-controlled {lc['lc_standard_error']:.3g}. "
          "avg_length is in characters."],
     )
-    return metrics
+    return {**metrics, "judge": judge.model}

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import yaml
 
-from openrlhf_cfpo.evaluation.answers import model_answers
+from openrlhf_cfpo.evaluation.answers import fastchat_format, model_answers
 from openrlhf_cfpo.evaluation.context import EvalContext, SamplingSettings
 from openrlhf_cfpo.evaluation.data import DataError, DataFile, locate, read_jsonl
 from openrlhf_cfpo.evaluation.judge import ChatRequest, load_judge_config, make_judge, reply_text, write_report
@@ -155,7 +155,8 @@ def _model_answers(ctx: EvalContext, questions: List[Dict[str, Any]]) -> Dict[st
         return ctx.generator.generate(chats, GENERATION)
 
     ids = [str(q["question_id"]) for q in questions]
-    return model_answers(ctx, NAME, ids, load_answers, generate, as_turns=lambda text: [{"content": text}])
+    answer_format = fastchat_format(load_answers, as_turns=lambda text: [{"content": text}])
+    return model_answers(ctx, NAME, ids, answer_format, generate, sampling=[GENERATION])
 
 
 def _load_official_config(path: Path) -> Dict[str, Any]:
@@ -236,4 +237,4 @@ def run(ctx: EvalContext) -> Dict[str, Optional[float]]:
          f"{unlabeled} games without a verdict (dropped). Score and CI: win rate (%) against "
          f"{settings['baseline_model']}; the baseline scores 50."],
     )
-    return metrics
+    return {**metrics, "judge": judge.model}

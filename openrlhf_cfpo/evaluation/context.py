@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 Conversation = Sequence[Dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": str}, ...]
 
@@ -24,15 +24,27 @@ class ChatGenerator(Protocol):
     def generate(self, conversations: Sequence[Conversation], sampling: SamplingSettings) -> List[str]:
         """One assistant reply per conversation, in order."""
 
+    def capped(self, sampling: SamplingSettings) -> SamplingSettings:
+        """``sampling`` as ``generate`` applies it (with the --max-new-tokens cap)."""
+
+    def describe(self) -> Dict[str, Any]:
+        """Model, backend, seed, chat template and stop tokens: what decides replies besides the
+        conversations and sampling (saved answers are reused only when it is unchanged)."""
+
 
 @dataclass(frozen=True)
 class JudgeSettings:
     """An OpenAI-compatible chat-completions endpoint; None fields take each benchmark's default."""
 
-    model: Optional[str] = None
+    model: Optional[str] = None  # judge of every judged benchmark (--judge-model NAME)
     base_url: Optional[str] = None
     concurrency: int = 8
     api_key_env: str = "OPENAI_API_KEY"
+    models: Mapping[str, str] = field(default_factory=dict)  # benchmark -> judge (--judge-model BENCH=NAME)
+
+    def model_for(self, benchmark: str, default: str) -> str:
+        """The judge of ``benchmark``: its own override, else the one for all, else ``default``."""
+        return self.models.get(benchmark) or self.model or default
 
 
 @dataclass

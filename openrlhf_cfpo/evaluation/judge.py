@@ -307,6 +307,11 @@ def _retry_after_s(headers) -> Optional[float]:
         return None
 
 
+def judged_benchmarks() -> List[str]:
+    """The benchmarks that have a judge: one ``evaluation/judges/<benchmark>.yaml`` each."""
+    return sorted(path.stem for path in (config_dir() / "judges").glob("*.yaml"))
+
+
 def load_judge_config(benchmark: str) -> Dict[str, Any]:
     """``evaluation/judges/<benchmark>.yaml``: the paper's judge model and the protocol's judge settings."""
     path = config_dir() / "judges" / f"{benchmark}.yaml"
@@ -343,11 +348,11 @@ def write_report(
 
 
 def make_judge(ctx: EvalContext, benchmark: str, default_model: str, retry: Optional[RetryPolicy] = None) -> JudgeClient:
-    """The judge of ``benchmark`` for this run: ``--judge-model`` or ``default_model``, cached under
-    ``$OPENRLHF_CFPO_JUDGE_CACHE`` or ``OUT/judge_cache``."""
+    """The judge of ``benchmark`` for this run: ``--judge-model`` (``BENCHMARK=NAME`` or a bare name
+    for all) or ``default_model``, cached under ``$OPENRLHF_CFPO_JUDGE_CACHE`` or ``OUT/judge_cache``."""
     cache_dir = Path(os.environ.get(CACHE_ENV) or Path(ctx.out_dir) / "judge_cache")
     return JudgeClient(
-        model=ctx.judge.model or default_model,
+        model=ctx.judge.model_for(benchmark, default_model),
         benchmark=benchmark,
         cache_dir=cache_dir,
         base_url=ctx.judge.base_url,

@@ -8,19 +8,20 @@ run with the current ``openai`` client instead of fschat's pre-1.0 one:
 - judging: turn 1 with ``single-v1``, turn 2 with ``single-v1-multi-turn``; math, reasoning and coding
   with ``single-math-v1[-multi-turn]``, guided by the GPT-4 reference answers. Judge sampling:
   temperature 0, max_tokens 2048 (``evaluation/judges/mt_bench.yaml``; judge GPT-4).
-- rating: the first ``[[x]]`` in the judgment, else the first ``[x]``; none → -1, left out of the means.
-- metrics: ``turn1``/``turn2`` = mean rating of that turn, ``score`` = mean over every rated turn.
+- rating: the first ``[[x]]`` in the judgment, else the first ``[x]``, read as a number (``[[08]]`` is
+  8, ``[[8.5]]`` 8.5); none → -1, left out of the means.
+- metrics: ``turn1``/``turn2`` = mean rating of that turn, ``score`` = mean over every rated turn,
+  ``unrated`` = judged turns without a rating.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from openrlhf_cfpo.evaluation.answers import model_answers
+from openrlhf_cfpo.evaluation.answers import fastchat_format, model_answers
 from openrlhf_cfpo.evaluation.context import EvalContext, SamplingSettings
 from openrlhf_cfpo.evaluation.data import DataError, DataFile, locate, read_jsonl
 from openrlhf_cfpo.evaluation.judge import ChatRequest, load_judge_config, make_judge, reply_text, write_report
@@ -44,14 +45,25 @@ def reference_file(model: str) -> DataFile:
 NEED_REFERENCE = ("math", "reasoning", "coding")
 TEMPERATURE = {"writing": 0.7, "roleplay": 0.7, "stem": 0.1, "humanities": 0.1}  # others: 0.0
 MAX_NEW_TOKENS = 1024
+
+
+def generation_settings(temperature: float) -> SamplingSettings:
+    return SamplingSettings(max_new_tokens=MAX_NEW_TOKENS, temperature=temperature)
+
+
+SAMPLINGS = [generation_settings(t) for t in sorted({0.0, *TEMPERATURE.values()})]  # every setting _generate uses
 RATING = re.compile(r"\[\[(\d+\.?\d*)\]\]")
 RATING_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
 
 
 def parse_rating(judgment: str) -> float:
-    """FastChat's rating: the first ``[[x]]``, else the first ``[x]``; -1 when there is none."""
+    """FastChat's rating: the first ``[[x]]``, else the first ``[x]``, as a number; -1 when there is none.
+
+    FastChat reads the number with ``ast.literal_eval``, which rejects a leading zero (``[[08]]``);
+    ``float`` reads every string the patterns match.
+    """
     match = RATING.search(judgment) or RATING_BACKUP.search(judgment)
-    return float(ast.literal_eval(match.group(1))) if match else -1.0
+    return float(match.group(1)) if match else -1.0
 
 
 def load_answers(path: Path, where: str) -> Dict[int, List[str]]:
@@ -80,8 +92,7 @@ def _generate(ctx: EvalContext, questions: List[Dict[str, Any]]) -> List[List[st
         by_temperature.setdefault(TEMPERATURE.get(question["category"], 0.0), []).append(index)
     for turn in (0, 1):
         for temperature, indices in sorted(by_temperature.items()):
-            sampling = SamplingSettings(max_new_tokens=MAX_NEW_TOKENS, temperature=temperature)
-            texts = ctx.generator.generate([conversations[i] for i in indices], sampling)
+            texts = ctx.generator.generate([conversations[i] for i in indices], generation_settings(temperature))
             for index, text in zip(indices, texts):
                 answers[index].append(text)
                 conversations[index] = [*conversations[index], {"role": "assistant", "content": text}]
@@ -92,7 +103,8 @@ def _generate(ctx: EvalContext, questions: List[Dict[str, Any]]) -> List[List[st
 
 def _model_answers(ctx: EvalContext, questions: List[Dict[str, Any]]) -> Dict[int, List[str]]:
     ids = [int(q["question_id"]) for q in questions]
-    return model_answers(ctx, NAME, ids, load_answers, lambda: _generate(ctx, questions), as_turns=list)
+    answer_format = fastchat_format(load_answers, as_turns=list)
+    return model_answers(ctx, NAME, ids, answer_format, lambda: _generate(ctx, questions), sampling=SAMPLINGS)
 
 
 def judge_prompt(prompt: Dict[str, str], question: Dict[str, Any], answer: List[str], reference: Optional[List[str]], turn: int) -> str:
@@ -160,10 +172,11 @@ def run(ctx: EvalContext) -> Dict[str, Optional[float]]:
                         "user_prompt": user_prompt, "judgment": judgment, "score": rating, "turn": turn})
     atomic_write_text(out / "judgments.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
-    metrics = {"score": _mean(ratings[1] + ratings[2]), "turn1": _mean(ratings[1]), "turn2": _mean(ratings[2])}
     unrated = len(records) - len(ratings[1]) - len(ratings[2])
+    metrics = {"score": _mean(ratings[1] + ratings[2]), "turn1": _mean(ratings[1]), "turn2": _mean(ratings[2]),
+               "unrated": unrated}
     write_report(
         out / "results.md", "MT-Bench", PROTOCOL, judge, metrics,
         [f"{len(questions)} questions, {len(records)} judged turns, {unrated} without a rating (left out)."],
     )
-    return metrics
+    return {**metrics, "judge": judge.model}

@@ -28,6 +28,7 @@ from openrlhf_cfpo.runinfo import atomic_write_json
 logger = logging.getLogger(__name__)
 
 NAME = "openllm"
+OWN_MODEL = True  # lm-eval loads --model itself
 TASKS = ("arc", "hellaswag", "mmlu", "truthfulqa", "winogrande", "gsm8k")
 LM_EVAL_VERSION = "0.4.13"
 PROTOCOL = (
@@ -75,12 +76,24 @@ def _arc_records(path: Path) -> List[Dict[str, Any]]:
     return records
 
 
+ARC_TEST_QUESTIONS = 1172  # ARC-Challenge test split as published by AI2 and on the Hub
+
+
 def _arc(folder: Path) -> Splits:
     # No ARC train split here: lm-eval then draws the 25 shots from validation (Dev).
     return {
         "test": _arc_records(folder / "ARC-Challenge-Test.jsonl"),
         "validation": _arc_records(folder / "ARC-Challenge-Dev.jsonl"),
     }
+
+
+def _arc_caveat(folder: Path) -> str:
+    """How ARC from --data-dir departs from the leaderboard's (protocol string of such a run)."""
+    questions = len(_arc(folder)["test"])
+    return (
+        f"ARC from --data-dir (AI2 JSONL): {questions} of {ARC_TEST_QUESTIONS} test questions, "
+        "the 25 shots drawn from the dev split (no train split read)"
+    )
 
 
 def _mmlu_subject(folder: Path, subject: str) -> Splits:
@@ -270,6 +283,8 @@ def run(ctx: EvalContext) -> Dict[str, Any]:
     atomic_write_json(folder / "lm_eval_results.json", json.loads(json.dumps(summary, default=str)))
 
     metrics: Dict[str, Any] = {task: None for task in tasks}
+    if ctx.data_dir is not None and "arc" in configs:
+        metrics["protocol"] = f"{PROTOCOL}; {_arc_caveat(Path(ctx.data_dir) / LOCAL_FOLDERS['arc'])}"
     for task, task_configs in configs.items():
         scores = [per_lm_eval_task[c["task"]][LEADERBOARD[task].metric] for c in task_configs]
         metrics[task] = sum(scores) / len(scores)

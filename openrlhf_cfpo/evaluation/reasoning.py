@@ -4,8 +4,10 @@ Every problem is one chat with the system prompt the model trained with (the pap
 prompt for its size, ``openrlhf_cfpo.prompts``), sampled once
 at temperature 0.6, top-p 0.95; accuracy (pass@1) is the share of replies that math-verify judges
 equal to the reference answer. GPQA-Diamond is multiple choice: the four options are shuffled
-with a fixed per-question seed, shown as A–D, and the letter the reply gives (``\\boxed{B}`` or
-``Answer: B``) is checked with math-verify's string extraction.
+with a fixed per-question seed and shown as ``A) …`` to ``D) …`` after an instruction asking for a
+last line ``Answer: X`` (the style of lighteval's GPQA prompt). Only an anchored answer counts
+(``gpqa_choice``): ``Answer: X`` or ``\\boxed{X}`` (also ``\\boxed{X) text}``); a letter anywhere else
+in the reply, as in "A dog is not relevant" or a reply cut off mid-reasoning, is no answer (wrong).
 
 A task whose data is unavailable (GPQA is gated; offline without ``--data-dir``) is reported as
 ``null`` and listed under ``missing`` when other tasks ran; when no selected task can run, the
@@ -18,8 +20,9 @@ import io
 import json
 import logging
 import random
+import re
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from openrlhf_cfpo.evaluation.context import EvalContext, SamplingSettings
 from openrlhf_cfpo.evaluation.data import DataError, DataFile, locate, read_csv_records, read_jsonl
@@ -30,10 +33,16 @@ logger = logging.getLogger(__name__)
 
 NAME = "reasoning"
 TASKS = ("math500", "gsm8k", "aime24", "gpqa_diamond")
+GPQA_INSTRUCTION = (
+    "Choose the correct option for the question below. Reason step by step, then end your reply with a last "
+    "line of the form 'Answer: X', where X is A, B, C or D."
+)
 PROTOCOL = (
-    "the RLVR system prompt of the model's size (paper appendix B.1), temperature 0.6, top-p 0.95, max 3072 new tokens, 1 sample per problem (pass@1); "
-    "answers checked with math-verify 0.9.0; MATH500 (PRM800K test split), GSM8K test (1319), "
-    "AIME 2024 I+II (30), GPQA-Diamond (198, options shuffled with seed = question index)"
+    "the RLVR system prompt of the model's size (paper appendix B.1), temperature 0.6, top-p 0.95, max 3072 new "
+    "tokens, 1 sample per problem (pass@1); answers checked with math-verify 0.9.0; MATH500 (PRM800K test split), "
+    "GSM8K test (1319), AIME 2024 I+II (30), GPQA-Diamond (198, options shuffled with seed = question index; "
+    f"user turn: \"{GPQA_INSTRUCTION}\" + question + options \"A) ...\" to \"D) ...\"; "
+    "scored on the last 'Answer: X' or \\boxed{X} of the reply, no such answer = wrong)"
 )
 SAMPLING = SamplingSettings(max_new_tokens=3072, temperature=0.6, top_p=0.95)
 
@@ -104,7 +113,7 @@ def _gpqa_problems(path: Path) -> List[Problem]:
         shown = [options[k] for k in order]
         gold = CHOICE_LETTERS[order.index(0)]
         listing = "\n".join(f"{letter}) {text}" for letter, text in zip(CHOICE_LETTERS, shown))
-        question = f"{row['Question'].strip()}\n\n{listing}\n\nAnswer with the letter of the correct option."
+        question = f"{GPQA_INSTRUCTION}\n\n{row['Question'].strip()}\n\n{listing}"
         problems.append({"id": i, "question": question, "gold": gold, "choices": shown})
     return problems
 
@@ -117,13 +126,51 @@ LOADERS: Dict[str, Callable[[Path], List[Problem]]] = {
 }
 
 
+_OPTION = re.compile(r"\(?([A-D])(?:\)?[.:]?|[).:]\s+.*)", re.DOTALL)  # B | (B) | B. | B) text | (B) text
+_ANSWER_LINE = re.compile(r"(?<![A-Za-z])answer\s*[*_]*\s*:(.*)$", re.IGNORECASE | re.MULTILINE)
+_BOXED = "\\boxed{"
+_TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm)\{(.*)\}", re.DOTALL)
+
+
+def _option_letter(fragment: str) -> Optional[str]:
+    """The option letter that ``fragment`` (what follows ``Answer:``, or a box's content) consists of."""
+    match = _OPTION.fullmatch(fragment.strip().strip("*_$").strip())
+    return match.group(1) if match else None
+
+
+def _boxed_contents(reply: str) -> List[Tuple[int, str]]:
+    """(position, content) of every ``\\boxed{...}``, braces balanced."""
+    boxes = []
+    start = reply.find(_BOXED)
+    while start != -1:
+        depth, end = 1, start + len(_BOXED)
+        while end < len(reply) and depth:
+            depth += {"{": 1, "}": -1}.get(reply[end], 0)
+            end += 1
+        if depth == 0:
+            content = reply[start + len(_BOXED) : end - 1]
+            wrapped = _TEXT_WRAPPER.fullmatch(content.strip())
+            boxes.append((start, wrapped.group(1) if wrapped else content))
+        start = reply.find(_BOXED, start + 1)
+    return boxes
+
+
+def gpqa_choice(reply: str) -> Optional[str]:
+    """The letter of the reply's last anchored answer: ``Answer: X`` (markdown emphasis and ``(X)``,
+    ``X)``, ``X) text`` allowed) or ``\\boxed{X}`` / ``\\boxed{X) text}`` / ``\\boxed{\\text{X}}``; None
+    when there is none (a letter elsewhere in prose is no answer)."""
+    candidates = [(m.start(), m.group(1)) for m in _ANSWER_LINE.finditer(reply)] + _boxed_contents(reply)
+    letters = [(position, _option_letter(fragment)) for position, fragment in candidates]
+    answered = [letter for _, letter in sorted(letters) if letter is not None]
+    return answered[-1] if answered else None
+
+
 def is_correct(task: str, reply: str, gold: str) -> bool:
-    """math-verify's verdict on ``reply`` against the reference answer (letters for GPQA)."""
-    from math_verify import LatexExtractionConfig, StringExtractionConfig, parse, verify
+    """GPQA: the anchored letter equals the gold letter; the others: math-verify's verdict on ``reply``."""
+    from math_verify import parse, verify
 
     if task == "gpqa_diamond":
-        config = [LatexExtractionConfig(), StringExtractionConfig(strings=CHOICE_LETTERS)]
-        return verify(parse(f"\\boxed{{{gold}}}", extraction_config=config), parse(reply, extraction_config=config))
+        return gpqa_choice(reply) == gold
     return verify(parse(f"${gold}$"), parse(reply))
 
 

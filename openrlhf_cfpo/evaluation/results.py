@@ -2,8 +2,8 @@
 
 ``results.json`` maps each benchmark NAME to its metrics under stable keys (``ifeval.prompt_strict``,
 ``openllm.average``, ``reasoning.math500``, ...) plus ``protocol`` (the official protocol version
-reproduced) and, where some tasks could not run, ``missing`` (task names) and ``note``. A metric
-that could not be computed is ``null``. The file is rewritten atomically after each benchmark, so
+reproduced), ``judge`` (a judged benchmark's judge model) and, where some tasks could not run,
+``missing`` (task names) and ``note``. A metric that could not be computed is ``null``. The file is rewritten atomically after each benchmark, so
 an interrupted run keeps what finished.
 """
 
@@ -18,6 +18,7 @@ from openrlhf_cfpo.runinfo import atomic_write_json, atomic_write_text, write_ru
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 RUN_CONFIG_JSON = "run_config.json"
+
 
 def write_run_config(out_dir: Path, config: Mapping[str, Any]) -> Path:
     """``OUT/run_config.json``: the resolved configuration, package versions and git SHA."""
@@ -39,8 +40,10 @@ def metrics_markdown(name: str, entry: Mapping[str, Any]) -> str:
     lines = [f"## {name}", ""]
     if entry.get("protocol"):
         lines += [f"Protocol: {entry['protocol']}", ""]
+    if entry.get("judge"):
+        lines += [f"Judge: {entry['judge']}", ""]
     lines += ["| metric | value |", "|---|---|"]
-    lines += [f"| {key} | {_format(value)} |" for key, value in entry.items() if key not in ("protocol", "note")]
+    lines += [f"| {key} | {_format(value)} |" for key, value in entry.items() if key not in ("protocol", "judge", "note")]
     if entry.get("note"):
         lines += ["", f"Note: {entry['note']}"]
     return "\n".join(lines) + "\n"

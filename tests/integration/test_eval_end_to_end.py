@@ -3,11 +3,13 @@ and --data-dir ../shared/benchmarks: IFEval, reasoning (HF generation with the Q
 the OpenLLM tasks (lm-eval log-likelihoods on a small-vocabulary model)."""
 
 import json
+import weakref
 
 import pytest
 import torch
 
 from openrlhf_cfpo.cli.main import main
+from openrlhf_cfpo.evaluation import generation, openllm
 from tiny_chat_model import build_small_vocab_model, build_tiny_chat_model
 
 
@@ -100,6 +102,9 @@ def test_openllm_runs_lm_eval_tasks_on_local_files_and_averages_what_ran(benchma
     assert result["winogrande"] is None and result["missing"] == ["winogrande"]
     assert result["average"] == pytest.approx(sum(result[task] for task in ran) / len(ran), abs=1e-12)
     assert "average is over arc, hellaswag, mmlu, truthfulqa, gsm8k only" in result["note"]
+    assert result["protocol"].startswith(openllm.PROTOCOL)
+    assert "ARC from --data-dir (AI2 JSONL): 1150 of 1172 test questions, the 25 shots drawn from the dev split" in (
+        result["protocol"])
 
     lm_eval_results = json.loads((out / "openllm" / "lm_eval_results.json").read_text())
     subjects = [name for name in lm_eval_results["results"] if name.startswith("mmlu_")]
@@ -109,3 +114,24 @@ def test_openllm_runs_lm_eval_tasks_on_local_files_and_averages_what_ran(benchma
     assert result["arc"] == lm_eval_results["results"]["arc_challenge"]["acc_norm,none"]
     assert lm_eval_results["n-shot"]["arc_challenge"] == 25 and lm_eval_results["n-shot"]["hellaswag"] == 10
     assert lm_eval_results["n-shot"]["mmlu_anatomy"] == 5 and lm_eval_results["n-shot"]["truthfulqa_mc2"] == 0
+
+
+def test_generation_engine_is_released_before_lm_eval_loads_the_model(chat_model, benchmarks_dir, tmp_path,
+                                                                      monkeypatch, capsys):
+    """--suite all on one GPU: OpenLLM (lm-eval loads --model itself) runs after the generating
+    benchmarks, and by then the generation engine is gone (here: no reference to the HF model left)."""
+    engines = []
+    load = generation.HFChatGenerator._load
+    monkeypatch.setattr(generation.HFChatGenerator, "_load", lambda self: engines.append(weakref.ref(load(self))) or load(self))
+    at_lm_eval = {}
+
+    def lm_eval_stand_in(ctx):
+        at_lm_eval.update(engines_alive=[ref() is not None for ref in engines], generator=ctx.generator)
+        return {"average": 0.5}
+
+    monkeypatch.setattr(openllm, "run", lm_eval_stand_in)
+    out = tmp_path / "out"
+    _eval(capsys, "--model", chat_model, "--benchmarks", "openllm,ifeval", "--data-dir", benchmarks_dir, "--out", out,
+          "--limit", 1, "--max-new-tokens", 2)
+    assert engines and at_lm_eval == {"engines_alive": [False] * len(engines), "generator": None}
+    assert list(json.loads((out / "results.json").read_text())) == ["ifeval", "openllm"]

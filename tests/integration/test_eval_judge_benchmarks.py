@@ -14,7 +14,7 @@ from judge_server import JudgeServer, alpaca_prob_first, arena_verdict, mt_bench
 from tiny_chat_model import build_tiny_chat_model
 
 from openrlhf_cfpo.cli.main import main
-from openrlhf_cfpo.evaluation import judge
+from openrlhf_cfpo.evaluation import generation, judge, mt_bench
 
 LIMITS = {"alpaca_eval": 8, "arena_hard": 8, "mt_bench": 30}  # mt_bench: 30 reaches the reference-guided reasoning questions
 METRIC_KEYS = {
@@ -118,9 +118,16 @@ def expected_metrics(name, data, answers, n):
             "avg_length": int(np.mean([len(o["output"]) for o in outputs[:n]]))}
 
 
-def evaluate(name, responses, data, out, url, capsys, limit=None):
+def saved_answers(out, name):
+    """The answers the last generating run of ``name`` saved (OUT/<name>/answers/<key>/)."""
+    (path,) = sorted((out / name / "answers").glob("*/model_*.json*"), key=lambda p: p.stat().st_mtime)[-1:]
+    return json.loads(path.read_text()) if path.suffix == ".json" else read_jsonl(path)
+
+
+def evaluate(name, responses, data, out, url, capsys, limit=None, extra=()):
     code = main(["eval", "--benchmarks", name, "--responses", str(responses), "--data-dir", str(data),
-                 "--limit", str(limit or LIMITS[name]), "--judge-base-url", url, "--out", str(out), "--model-name", "model"])
+                 "--limit", str(limit or LIMITS[name]), "--judge-base-url", url, "--out", str(out), "--model-name", "model",
+                 *extra])
     captured = capsys.readouterr()
     if code != 0:
         return code, captured.err
@@ -170,18 +177,25 @@ def test_tiny_model_end_to_end(benchmarks_dir, tmp_path, glm_data, capsys):
     results = json.loads((out / "results.json").read_text())
     reference = json.loads((benchmarks_dir / "alpaca_eval/gpt4_1106_preview/model_outputs.json").read_text())
     generated = {
-        "alpaca_eval": (reference, json.loads((out / "alpaca_eval/model_outputs.json").read_text())),
-        "arena_hard": read_jsonl(out / "arena_hard/model_answer.jsonl"),
-        "mt_bench": read_jsonl(out / "mt_bench/model_answer.jsonl"),
+        "alpaca_eval": (reference, saved_answers(out, "alpaca_eval")),
+        "arena_hard": saved_answers(out, "arena_hard"),
+        "mt_bench": saved_answers(out, "mt_bench"),
     }
     for name, answers in generated.items():
-        assert results[name]["protocol"]
+        assert results[name]["protocol"] and results[name]["judge"] == judge.load_judge_config(name)["model"]
         for key, value in expected_metrics(name, benchmarks_dir, answers, 2).items():
             assert results[name][key] == pytest.approx(value, rel=1e-6, abs=1e-9), (name, key)
     with JudgeServer() as restarted:  # the same command again: generations and judgments are reused
         assert main([*command, "--judge-base-url", restarted.url]) == 0
         assert restarted.requests == 0
     assert json.loads((out / "results.json").read_text()) == results
+
+    other = build_tiny_chat_model(tmp_path / "other", benchmarks_dir / "tokenizers" / "qwen3", seed=1)
+    with JudgeServer() as server:  # another checkpoint into the same OUT: every benchmark generates anew
+        assert main([*command, "--model", str(other), "--judge-base-url", server.url]) == 0
+        assert server.requests > 0
+    for name in generated:
+        assert len(list((out / name / "answers").iterdir())) == 2, name
 
 
 def test_mt_bench_reasoning_is_judged_against_the_reference(benchmarks_dir, tmp_path, capsys):
@@ -238,3 +252,117 @@ def test_alpaca_eval_without_glm_data_fails_before_judging(benchmarks_dir, tmp_p
         code, error = evaluate("alpaca_eval", tmp_path / "responses", benchmarks_dir, tmp_path / "out", server.url, capsys)
         assert server.requests == 0
     assert code == 2 and "df_gamed.csv" in error and "tatsu-lab/alpaca_eval" in error
+
+
+@pytest.mark.parametrize("judge_flag, name, expected", [
+    ("judge-all,mt_bench=judge-mt", "mt_bench", "judge-mt"),
+    ("judge-all,mt_bench=judge-mt", "arena_hard", "judge-all"),
+    ("arena_hard=judge-ah", "mt_bench", "gpt-4"),  # not named: the paper's default (evaluation/judges/)
+])
+def test_judge_model_per_benchmark_is_used_and_recorded(judge_flag, name, expected, benchmarks_dir, tmp_path, capsys):
+    write_responses(name, benchmarks_dir, tmp_path / "responses")
+    with JudgeServer() as server:
+        code, _ = evaluate(name, tmp_path / "responses", benchmarks_dir, tmp_path / "out", server.url, capsys, limit=2,
+                           extra=["--judge-model", judge_flag])
+        assert code == 0 and set(server.models) == {expected}
+    results = json.loads((tmp_path / "out" / "results.json").read_text())[name]
+    assert results["judge"] == expected
+    assert f"Judge: {expected}" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_mt_bench_ratings_are_numbers_and_unrated_turns_are_counted(benchmarks_dir, tmp_path, capsys):
+    """FastChat's literal_eval fails on [[08]]; every rating the patterns match is a number here, and a
+    judgment without one is left out of the means and counted."""
+    def rating_text(rating):
+        return ("no rating given", f"[[0{rating}]]", f"[[{rating}.5]]")[rating % 3]
+
+    answers = write_responses("mt_bench", benchmarks_dir, tmp_path / "responses")
+    with JudgeServer(rating_text=rating_text) as server:
+        code, _ = evaluate("mt_bench", tmp_path / "responses", benchmarks_dir, tmp_path / "out", server.url, capsys, limit=6)
+    assert code == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())["mt_bench"]
+    turns = [[mt_bench_rating(turn) for turn in a["choices"][0]["turns"]] for a in answers[:6]]
+    read = {0: None, 1: 0.0, 2: 0.5}  # what each rating_text form adds to the rating (None: no rating)
+    rated = {t: [r + read[r % 3] for r in (pair[t] for pair in turns) if read[r % 3] is not None] for t in (0, 1)}
+    assert results["turn1"] == pytest.approx(np.mean(rated[0]))
+    assert results["turn2"] == pytest.approx(np.mean(rated[1]))
+    assert results["score"] == pytest.approx(np.mean(rated[0] + rated[1]))
+    assert results["unrated"] == 12 - len(rated[0]) - len(rated[1]) > 0
+
+
+@pytest.mark.parametrize("judgment, rating", [
+    ("Rating: [[08]]", 8.0), ("Rating: [[8.5]]", 8.5), ("[[10]] and later [[3]]", 10.0), ("Rating: [7]", 7.0),
+    ("I rate it highly.", -1.0),
+])
+def test_parse_rating(judgment, rating):
+    assert mt_bench.parse_rating(judgment) == rating
+
+
+def test_saved_answers_are_reused_only_for_the_same_model_and_settings(benchmarks_dir, tmp_path, monkeypatch, capsys):
+    tokenizer = benchmarks_dir / "tokenizers" / "qwen3"
+    first = build_tiny_chat_model(tmp_path / "first", tokenizer, seed=0)
+    second = build_tiny_chat_model(tmp_path / "second", tokenizer, seed=1)
+    generate_calls = []
+    original = generation.HFChatGenerator.generate
+    monkeypatch.setattr(generation.HFChatGenerator, "generate",
+                        lambda self, *args: generate_calls.append(self.model_name) or original(self, *args))
+    out = tmp_path / "out"
+    folders = lambda: sorted(p.name for p in (out / "arena_hard" / "answers").iterdir())  # noqa: E731
+
+    def run(server, model, max_new_tokens=4):
+        command = ["eval", "--model", str(model), "--backend", "hf", "--benchmarks", "arena_hard", "--data-dir",
+                   str(benchmarks_dir), "--limit", "2", "--max-new-tokens", str(max_new_tokens), "--out", str(out),
+                   "--judge-base-url", server.url]
+        assert main(command) == 0, capsys.readouterr().err
+        return [g["user_prompt"] for r in read_jsonl(out / "arena_hard" / "judgments.jsonl") for g in r["games"]]
+
+    with JudgeServer() as server:
+        first_judged = run(server, first)
+        judged_first = server.requests
+        assert generate_calls == [str(first)] and judged_first == 4
+        run(server, second)  # a second checkpoint into the same OUT generates and is judged anew
+        assert generate_calls == [str(first), str(second)] and len(folders()) == 2
+        assert server.requests > judged_first
+        requests = server.requests
+        assert run(server, first) == first_judged  # the first again: its answers and paid judgments are found
+        assert len(generate_calls) == 2 and server.requests == requests
+
+        build_tiny_chat_model(first, tokenizer, seed=2)  # retrained in place: same path, other weights
+        run(server, first)
+        assert len(generate_calls) == 3 and len(folders()) == 3
+        run(server, first, max_new_tokens=6)  # a longer run after a smoke run does not reuse the smoke answers
+        assert len(generate_calls) == 4 and len(folders()) == 4
+    identities = [json.loads(p.read_text()) for p in (out / "arena_hard" / "answers").glob("*/generation.json")]
+    assert sorted(i["max_new_tokens_cap"] for i in identities) == [4, 4, 4, 6]
+    assert len({i["model_fingerprint"] for i in identities}) == 3
+
+
+def test_alpaca_eval_preflight_offline_looks_only_at_the_cache(tmp_path, monkeypatch):
+    """HF_HUB_OFFLINE set after huggingface_hub read it (it takes the flag once, at import): the preflight
+    still asks the Hub nothing, so it fails at once instead of retrying its HEAD request for half a minute."""
+    import socket
+
+    import alpaca_eval.constants
+    from huggingface_hub import constants as hub_constants
+    from huggingface_hub import file_download
+
+    from openrlhf_cfpo.evaluation import alpaca_eval as benchmark
+    from openrlhf_cfpo.evaluation.data import DataError
+
+    asked = []
+
+    def head_request(url, *args, **kwargs):
+        asked.append(url)
+        raise OSError("no network in tests")
+
+    monkeypatch.setattr(alpaca_eval.constants, "DEFAULT_CACHE_DIR", str(tmp_path / "empty_hf_cache"))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(file_download, "get_hf_file_metadata", head_request)
+    def no_network(*args, **kwargs):  # huggingface_hub's best-effort lookups (agent registry) stay local
+        raise socket.gaierror("no network in tests")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    with pytest.raises(DataError, match="df_gamed.csv"):
+        benchmark._require_glm_data()
+    assert asked == []

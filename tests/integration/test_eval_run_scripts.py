@@ -21,8 +21,10 @@ def test_run_script_calls_eval_with_valid_flags(tmp_path, suite):
     fake.write_text(f'#!{sys.executable}\nimport shlex, sys\nprint(shlex.join(sys.argv[1:]))\n')
     fake.chmod(0o755)
     env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}", "JUDGE_MODEL": "gpt-4.1"}
+    checkpoint = tmp_path / "ckpt" / "qwen2.5-3b-cfpo"  # --model must exist
+    checkpoint.mkdir(parents=True)
     done = subprocess.run(
-        ["bash", str(EVALUATION / f"run_{suite}.sh"), "/ckpt/qwen2.5-3b-cfpo", str(tmp_path / "out"), "--limit", "5"],
+        ["bash", str(EVALUATION / f"run_{suite}.sh"), str(checkpoint), str(tmp_path / "out"), "--limit", "5"],
         env=env, capture_output=True, text=True, timeout=60, check=True,
     )
     argv = shlex.split(done.stdout)
@@ -31,7 +33,7 @@ def test_run_script_calls_eval_with_valid_flags(tmp_path, suite):
     assert not unknown
     config = eval_cli.resolve_config(args)
     assert (config["suite"], config["model"], config["backend"], config["limit"]) == (
-        suite, "/ckpt/qwen2.5-3b-cfpo", "vllm", 5)
+        suite, str(checkpoint), "vllm", 5)
     assert config["model_size"] == ("3B" if suite == "reasoning" else None)
     assert config["judge_model"] == ("gpt-4.1" if suite == "alignment" else None)
 

@@ -3,6 +3,7 @@ against an independent lm-eval run), reasoning answers through math-verify, Open
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -183,13 +184,36 @@ def test_reasoning_scores_scripted_answers_with_math_verify(tmp_path, benchmarks
         ("gsm8k", "She pays $1,800 in total. \\boxed{1800}", "1800", True),
         ("aime24", "\\boxed{204}", "204", True),
         ("aime24", "", "204", False),
-        ("gpqa_diamond", "The answer is \\boxed{B}", "B", True),
-        ("gpqa_diamond", "Answer: B", "B", True),
-        ("gpqa_diamond", "\\boxed{\\text{C}}", "B", False),
     ],
 )
 def test_math_verify_verdicts(task, reply, gold, expected):
     assert reasoning.is_correct(task, reply, gold) is expected
+
+
+@pytest.mark.parametrize(
+    "reply, letter",
+    [
+        ("Answer: B", "B"),
+        ("Both are gases, but only one is noble.\nAnswer: (B)", "B"),
+        ("**Answer:** B", "B"),
+        ("**Answer: B**", "B"),
+        ("answer: B) Argon", "B"),
+        ("The answer is \\boxed{B}", "B"),
+        ("\\boxed{B) Argon}", "B"),
+        ("\\boxed{\\text{B}}", "B"),
+        ("Answer: A\nOn second thought, argon is noble.\nAnswer: B", "B"),  # the last answer counts
+        ("\\boxed{A} is tempting, but\nAnswer: B", "B"),
+        ("A dog is not relevant", None),  # prose: a capital A is no answer
+        ("Answer: A dog is not relevant", None),
+        ("Option C looks wrong. Comparing A with B, the first", None),  # reasoning cut off by the length cap
+        ("I think the answer is B", None),
+        ("\\boxed{B is right}", None),
+        ("", None),
+    ],
+)
+def test_gpqa_takes_only_an_anchored_answer(reply, letter):
+    assert reasoning.gpqa_choice(reply) == letter
+    assert [gold for gold in "ABCD" if reasoning.is_correct("gpqa_diamond", reply, gold)] == ([letter] if letter else [])
 
 
 def test_gpqa_options_are_shuffled_reproducibly_with_the_gold_letter_tracking_the_answer(tmp_path):
@@ -201,6 +225,8 @@ def test_gpqa_options_are_shuffled_reproducibly_with_the_gold_letter_tracking_th
     for i, problem in enumerate(problems):
         assert problem["choices"]["ABCD".index(problem["gold"])] == f"right{i}"
         assert f"{problem['gold']}) right{i}" in problem["question"]
+        assert problem["question"].startswith(reasoning.GPQA_INSTRUCTION + f"\n\nQ{i}?\n\nA) ")
+    assert "'Answer: X'" in reasoning.GPQA_INSTRUCTION and reasoning.GPQA_INSTRUCTION in reasoning.PROTOCOL
     assert len({p["gold"] for p in problems}) > 1  # the right answer is not always in one place
 
 
@@ -237,3 +263,25 @@ def test_openllm_uses_lm_eval_task_definitions_with_leaderboard_shots():
         "arc": (25, "acc_norm,none"), "hellaswag": (10, "acc_norm,none"), "mmlu": (5, "acc,none"),
         "truthfulqa": (0, "acc,none"), "winogrande": (5, "acc,none"), "gsm8k": (5, "exact_match,strict-match"),
     }
+
+
+@pytest.mark.slow
+def test_ifeval_reference_numbers_in_the_docs_are_what_the_code_computes(tmp_path, benchmarks_dir, capsys):
+    """docs/evaluation.md quotes the four accuracies of google's GPT-4 responses; they differ from the
+    loose aggregates published with that file in exactly one prompt, key 1122, whose random letter we seed."""
+    out = tmp_path / "out"
+    rc = main(["eval", "--benchmarks", "ifeval", "--responses", str(benchmarks_dir / REFERENCE),
+               "--data-dir", str(benchmarks_dir), "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    result = json.loads((out / "results.json").read_text())["ifeval"]
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "evaluation.md").read_text()
+    quoted = ", ".join(f"{key.replace('_', '-')} {result[key]:.4f}"
+                       for key in ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose"))
+    assert quoted in docs and result["n_prompts"] == 540
+
+    keys = {json.loads(line)["prompt"]: json.loads(line)["key"]
+            for line in (benchmarks_dir / "ifeval" / "input_data.jsonl").read_text().splitlines()}
+    published = {json.loads(line)["prompt"]: json.loads(line)["follow_instruction_list"]
+                 for line in (benchmarks_dir / "ifeval/reference_gpt4/eval_results_loose.jsonl").read_text().splitlines()}
+    ours = [json.loads(line) for line in (out / "ifeval" / "verdicts.jsonl").read_text().splitlines()]
+    assert {keys[v["prompt"]] for v in ours if v["inst_level_loose_acc"] != published[v["prompt"]]} == {1122}

@@ -1,16 +1,32 @@
-"""A random-init tiny Qwen2 chat model with the Qwen3 tokenizer from ../shared/benchmarks, saved to a folder."""
+"""Random-init tiny chat models with the tokenizers from ../shared/benchmarks/tokenizers, saved to a folder."""
 
 from pathlib import Path
 
 
-def build_tiny_chat_model(folder: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
-    """Save tokenizer + a 2-layer, hidden-32 Qwen2 model into ``folder``; return it."""
-    import torch
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+def _copy_tokenizer(folder: Path, tokenizer_dir: Path):
+    """Copy a tokenizer's files into ``folder`` (loading a 150k-token tokenizer costs seconds); return
+    (vocabulary size with added tokens, {added token: id})."""
+    import json
+    import shutil
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in Path(tokenizer_dir).iterdir():
+        if path.suffix in (".json", ".txt", ".jinja"):
+            shutil.copy(path, folder / path.name)
+    tokenizer = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    added = {token["content"]: token["id"] for token in tokenizer["added_tokens"]}
+    return max(len(tokenizer["model"]["vocab"]), max(added.values()) + 1), added
+
+
+def build_tiny_chat_model(folder: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
+    """Save tokenizer + a 2-layer, hidden-32 Qwen2 model (eos <|im_end|>) into ``folder``; return it."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    folder = Path(folder)
+    vocab_size, added = _copy_tokenizer(folder, tokenizer_dir)
     config = Qwen2Config(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab_size,
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
@@ -18,15 +34,42 @@ def build_tiny_chat_model(folder: Path, tokenizer_dir: Path, seed: int = 0) -> P
         num_key_value_heads=2,
         max_position_embeddings=8192,
         tie_word_embeddings=True,
-        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        bos_token_id=added["<|endoftext|>"],
+        eos_token_id=added["<|im_end|>"],
     )
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config)
     model.generation_config.eos_token_id = config.eos_token_id
     model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return Path(folder)
+    return folder
+
+
+def build_tiny_llama3_model(folder: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
+    """A 1-layer, hidden-16 Llama with a Llama-3 tokenizer whose eos (tokenizer and generation_config) is
+    ``<|end_of_text|>`` while its chat template ends turns with ``<|eot_id|>``, as the early
+    Meta-Llama-3-8B-Instruct revision; untied lm_head, so tests can bias it."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = Path(folder)
+    vocab_size, added = _copy_tokenizer(folder, tokenizer_dir)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=8192,
+        tie_word_embeddings=False,
+        bos_token_id=added["<|begin_of_text|>"],
+        eos_token_id=added["<|end_of_text|>"],
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = config.eos_token_id
+    model.save_pretrained(folder)
+    return folder
 
 
 def build_small_vocab_model(folder: Path, corpus_files, vocab_size: int = 512, seed: int = 0) -> Path:
