@@ -22,7 +22,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from openrlhf_cfpo.objectives import bounded_ratio, check_trust_region, get_objective, trust_region_stats
+from openrlhf_cfpo.objectives import bounded_ratio, check_trust_region, clip_ratio, get_objective
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def surrogate_policy_loss(
 
     Same bounded log-ratio, train/rollout IS correction, ``aggregate_loss`` reduction and returned
     5-tuple (loss, clip_ratio, ppo_kl, vllm_kl, is_filter_ratio) as upstream's "ppo"; clip_ratio is
-    ``trust_region_stats``'s (for PPO-clip it equals upstream's). ``policy_loss`` supplies ε, the
+    ``objectives.clip_ratio`` (for PPO-clip it equals upstream's). ``policy_loss`` supplies ε, the
     aggregation mode and the IS-correction settings.
     """
     from openrlhf.models.loss import aggregate_loss
@@ -141,9 +141,9 @@ def surrogate_policy_loss(
         batch_num_tokens=batch_num_tokens,
         global_batch_size=global_batch_size,
     )
-    clip_ratio = trust_region_stats(ratio.detach(), advantages, action_mask, eps_low, eps_high)["clip_ratio"]
+    trust_region_clip_ratio = clip_ratio(ratio.detach(), advantages, action_mask, eps_low, eps_high)
     ppo_kl = masked_mean(-(log_probs - old_log_probs).detach(), action_mask, dim=None)
-    return loss, clip_ratio, ppo_kl, vllm_kl, is_filter_ratio
+    return loss, trust_region_clip_ratio, ppo_kl, vllm_kl, is_filter_ratio
 
 
 def _register_cfpo(policy_loss_cls) -> None:
