@@ -16,7 +16,7 @@ the same class after ``patch_openrlhf()``. Every (objective, shape) runs in its 
   on CUDA wall time between synchronisations.
 - Peak memory above the inputs during one step, measured after the timing: on CUDA
   ``torch.cuda.max_memory_allocated``; on CPU (Linux, glibc) the resident-set high-water mark
-  (VmHWM, reset through /proc/self/clear_refs) with glibc's mmap threshold then fixed at 64 KiB
+  (VmHWM, reset through /proc/self/clear_refs) with glibc's mmap threshold fixed at 16 KiB
   (``mallopt``), so that every tensor is its own mapping and leaves the resident set when freed.
 
 Prints a table per shape, then ``time ratio cfpo/ppo: X`` and ``peak memory ratio cfpo/ppo: Y``,
@@ -151,7 +151,7 @@ def measure(objective: str, shapes, repeats: int, device: str, eps: tuple, threa
     import torch
 
     if device == "cpu":
-        set_malloc_thresholds(64 * 1024)  # before any tensor exists: each one is its own mapping
+        set_malloc_thresholds(16 * 1024)  # before any tensor exists: each one is its own mapping
     torch.set_num_threads(threads)
     loss_module = import_openrlhf_loss_module()
     if objective == "cfpo":

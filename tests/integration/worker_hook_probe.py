@@ -1,7 +1,7 @@
 """Ray's worker_process_setup_hook in a fresh process, measured; prints one JSON line.
 
     python tests/integration/worker_hook_probe.py --actor-module openrlhf.trainer.ray.ppo_actor \
-        [--visible-devices 0] [--device cpu|cuda]
+        [--visible-devices 0] [--device cpu|cuda] [--check]
 
 1. Wraps every function of ``torch.cuda`` (and torch._C's CUDA entry points) with a counter.
 2. Runs the hook named by ``ray_runtime_env()`` as Ray's worker does (import the module, call the
@@ -12,6 +12,8 @@
    CUDA is usable at the end (with ``--visible-devices ""`` on a GPU machine it must not be: a CUDA
    initialised by the hook would have kept every GPU visible).
 
+``--check`` exits 1, naming each failure, unless the hook made no CUDA call and imported none of
+CUDA_PROBING_MODULES, CFPO matched, and (after ``--visible-devices ""``) CUDA is not usable.
 Used by tests/integration/test_worker_hook.py (CPU, with tests/gpu_stubs on the path) and by
 bench/gpu_check.sh (a real GPU, where a hook that initialised CUDA would freeze the device list).
 """
@@ -91,6 +93,7 @@ def main(argv=None) -> int:
     parser.add_argument("--actor-module", required=True, help="module whose PolicyLoss the actor uses")
     parser.add_argument("--visible-devices", help="CUDA_VISIBLE_DEVICES to set after the hook, as Ray does")
     parser.add_argument("--device", default="cpu", help="device of the CFPO check [cpu]")
+    parser.add_argument("--check", action="store_true", help="exit 1 unless every invariant holds")
     args = parser.parse_args(argv)
 
     import torch
@@ -113,7 +116,25 @@ def main(argv=None) -> int:
     except (AssertionError, RuntimeError):
         report["cuda_usable_after"] = False
     print(json.dumps(report, sort_keys=True))
+    if args.check:
+        failures = failed_invariants(report, cuda_hidden=args.visible_devices == "")
+        print("hook check: " + ("; ".join(failures) if failures else "ok"))
+        return 1 if failures else 0
     return 0
+
+
+def failed_invariants(report: dict, cuda_hidden: bool) -> list:
+    """What ``report`` shows to be wrong, one phrase each (empty when the hook is right)."""
+    failures = []
+    if report["hook_cuda_calls"]:
+        failures.append(f"the hook called {report['hook_cuda_calls']}")
+    if report["hook_imported"]:
+        failures.append(f"the hook imported {report['hook_imported']}")
+    if abs(report["cfpo_loss"] - report["cfpo_expected"]) > 1e-6 * max(1.0, abs(report["cfpo_expected"])):
+        failures.append(f"PolicyLoss('cfpo') gave {report['cfpo_loss']}, objectives.cfpo_loss {report['cfpo_expected']}")
+    if cuda_hidden and report["cuda_usable_after"]:
+        failures.append("CUDA still usable after CUDA_VISIBLE_DEVICES='': it was initialised before")
+    return failures
 
 
 if __name__ == "__main__":
