@@ -18,8 +18,8 @@
 # installs only the PINS missing there: OpenRLHF 0.11.2 (pure Python, --no-deps), DeepSpeed built
 # without ops (OpenRLHF's loss module imports it), peft and accelerate (openrlhf.models imports them),
 # pylatexenc, matplotlib (lab figures) and their small dependencies, about 30 MB; no vLLM, Ray or
-# flash-attn. The hook check imports openrlhf.models with the tests' import-only flash_attn stand-in
-# (tests/gpu_stubs), as the CPU tests do.
+# flash-attn. The hook check is a test helper: it imports openrlhf.models with the tests' import-only
+# flash_attn stand-in, as the CPU tests do.
 #
 # Environment: PYTHON (default python3); GPU_CHECK_DIR (default: a new temporary folder);
 # GPU_CHECK_WHEELS (install offline, from this folder); GPU_CHECK_PYTHON (run with this interpreter as
@@ -114,7 +114,7 @@ PYTHONPATH="$ROOT" "$PY" "$ROOT/bench/gpu_check_generation.py" --expect-device "
 
 section "4/4 Ray worker hook: no CUDA before Ray sets CUDA_VISIBLE_DEVICES"
 probe=("$PY" "$ROOT/tests/integration/worker_hook_probe.py" --actor-module openrlhf.models --check)
-PYTHONPATH="$ROOT/tests/gpu_stubs:$ROOT" "${probe[@]}" --device "$DEVICE"
-PYTHONPATH="$ROOT/tests/gpu_stubs:$ROOT" "${probe[@]}" --visible-devices "" --device cpu
+PYTHONPATH="$ROOT" "${probe[@]}" --device "$DEVICE"
+PYTHONPATH="$ROOT" "${probe[@]}" --visible-devices "" --device cpu
 
 printf '\ngpu check passed in %d s\n' "$((SECONDS - start))"

@@ -14,8 +14,9 @@
 
 ``--check`` exits 1, naming each failure, unless the hook made no CUDA call and imported none of
 CUDA_PROBING_MODULES, CFPO matched, and (after ``--visible-devices ""``) CUDA is not usable.
-Used by tests/integration/test_worker_hook.py (CPU, with tests/gpu_stubs on the path) and by
-bench/gpu_check.sh (a real GPU, where a hook that initialised CUDA would freeze the device list).
+Where flash_attn is not installed, the actor's import runs with tests/gpu_stubs on the path.
+Used by tests/integration/test_worker_hook.py (CPU) and by bench/gpu_check.sh (a real GPU, where a
+hook that initialised CUDA would freeze the device list).
 """
 
 from __future__ import annotations
@@ -24,10 +25,14 @@ import argparse
 import collections
 import functools
 import importlib
+import importlib.util
 import inspect
 import json
 import os
 import sys
+from pathlib import Path
+
+GPU_STUBS = Path(__file__).resolve().parents[1] / "gpu_stubs"
 
 # Modules that call torch.cuda when imported (deepspeed, bitsandbytes via peft), or pull those in.
 CUDA_PROBING_MODULES = (
@@ -108,6 +113,8 @@ def main(argv=None) -> int:
     }
     if args.visible_devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = args.visible_devices
+    if importlib.util.find_spec("flash_attn") is None:  # CPU, or gpu_check.sh's bare GPU machine
+        sys.path.insert(0, str(GPU_STUBS))  # openrlhf.models imports it; the loss never calls it
     policy_loss_cls = importlib.import_module(args.actor_module).PolicyLoss
     report["cfpo_loss"], report["cfpo_expected"] = cfpo_through_policy_loss(policy_loss_cls, args.device)
     try:  # after CUDA_VISIBLE_DEVICES="" only a CUDA initialised earlier (by the hook) still works
