@@ -34,6 +34,7 @@ def test_hook_makes_no_cuda_call_and_imports_nothing_that_probes_cuda():
     assert report["hook_cuda_calls"] == {}
     assert report["hook_imported"] == []
     assert report["cfpo_loss"] == pytest.approx(report["cfpo_expected"], rel=1e-6)
+    assert report["import_hook_left"] == []  # it removed itself once it had fired
 
 
 @pytest.mark.slow

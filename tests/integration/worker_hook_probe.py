@@ -116,6 +116,7 @@ def main(argv=None) -> int:
     if importlib.util.find_spec("flash_attn") is None:  # CPU, or gpu_check.sh's bare GPU machine
         sys.path.insert(0, str(GPU_STUBS))  # openrlhf.models imports it; the loss never calls it
     policy_loss_cls = importlib.import_module(args.actor_module).PolicyLoss
+    report["import_hook_left"] = [type(f).__name__ for f in sys.meta_path if "openrlhf_cfpo" in type(f).__module__]
     report["cfpo_loss"], report["cfpo_expected"] = cfpo_through_policy_loss(policy_loss_cls, args.device)
     try:  # after CUDA_VISIBLE_DEVICES="" only a CUDA initialised earlier (by the hook) still works
         torch.zeros(1, device="cuda")
@@ -139,6 +140,8 @@ def failed_invariants(report: dict, cuda_hidden: bool) -> list:
         failures.append(f"the hook imported {report['hook_imported']}")
     if abs(report["cfpo_loss"] - report["cfpo_expected"]) > 1e-6 * max(1.0, abs(report["cfpo_expected"])):
         failures.append(f"PolicyLoss('cfpo') gave {report['cfpo_loss']}, objectives.cfpo_loss {report['cfpo_expected']}")
+    if report["import_hook_left"]:
+        failures.append(f"the import hook is still installed after firing: {report['import_hook_left']}")
     if cuda_hidden and report["cuda_usable_after"]:
         failures.append("CUDA still usable after CUDA_VISIBLE_DEVICES='': it was initialised before")
     return failures
