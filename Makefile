@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 PIN    := -c requirements/cpu-constraints.txt
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test demo bench clean
+.PHONY: venv test demo bench gpu-check clean
 
 venv: $(STAMP)
 
@@ -27,8 +27,14 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m openrlhf_cfpo.cli lab
 
+# OpenRLHF's PolicyLoss ppo vs patched cfpo, forward+backward: time and peak-memory ratios (docs/bench.md).
 bench: $(STAMP)
 	$(PY) bench/loss_bench.py
+
+# The prepared check for a one-GPU machine with torch and transformers (docs/bench.md); it makes its
+# own venv on top of $(PYTHON), not the CPU .venv.
+gpu-check:
+	PYTHON=$(PYTHON) bash bench/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info

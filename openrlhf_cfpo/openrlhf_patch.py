@@ -4,20 +4,25 @@
 class object itself, so every name bound to that class (``openrlhf.models.PolicyLoss``, the one
 ``openrlhf.trainer.ray.ppo_actor`` imported, …) accepts ``policy_loss_type="cfpo"``. Other loss
 types go straight to upstream's code, unchanged. Ray actors import OpenRLHF afresh in their own
-processes, so ``ray_runtime_env()`` names ``setup_ray_worker`` as Ray's worker_process_setup_hook.
+processes, so ``ray_runtime_env()`` names ``setup_ray_worker`` as Ray's worker_process_setup_hook;
+that hook imports nothing that probes CUDA and leaves the patch to an import hook that fires when
+the actor's own code imports ``openrlhf.models.loss``.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
+import importlib.abc
 import importlib.metadata
 import inspect
 import logging
+import sys
 from typing import Any, Dict, Optional
 
 import torch
 
-from openrlhf_cfpo.objectives import bounded_ratio, check_trust_region, get_objective, trust_region_stats
+from openrlhf_cfpo.objectives import bounded_ratio, check_trust_region, clip_ratio, get_objective
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +30,7 @@ SUPPORTED_OPENRLHF_VERSION = "0.11.2"
 # The loss types this package adds to OpenRLHF's own ("ppo", "gspo").
 ADDED_POLICY_LOSS_TYPES = ("cfpo",)
 _PATCHED_MARKER = "_openrlhf_cfpo_patched"
+LOSS_MODULE = "openrlhf.models.loss"
 
 
 def check_openrlhf_version() -> str:
@@ -113,7 +119,7 @@ def surrogate_policy_loss(
 
     Same bounded log-ratio, train/rollout IS correction, ``aggregate_loss`` reduction and returned
     5-tuple (loss, clip_ratio, ppo_kl, vllm_kl, is_filter_ratio) as upstream's "ppo"; clip_ratio is
-    ``trust_region_stats``'s (for PPO-clip it equals upstream's). ``policy_loss`` supplies ε, the
+    ``objectives.clip_ratio`` (for PPO-clip it equals upstream's). ``policy_loss`` supplies ε, the
     aggregation mode and the IS-correction settings.
     """
     from openrlhf.models.loss import aggregate_loss
@@ -135,21 +141,14 @@ def surrogate_policy_loss(
         batch_num_tokens=batch_num_tokens,
         global_batch_size=global_batch_size,
     )
-    clip_ratio = trust_region_stats(ratio.detach(), advantages, action_mask, eps_low, eps_high)["clip_ratio"]
+    trust_region_clip_ratio = clip_ratio(ratio.detach(), advantages, action_mask, eps_low, eps_high)
     ppo_kl = masked_mean(-(log_probs - old_log_probs).detach(), action_mask, dim=None)
-    return loss, clip_ratio, ppo_kl, vllm_kl, is_filter_ratio
+    return loss, trust_region_clip_ratio, ppo_kl, vllm_kl, is_filter_ratio
 
 
-def patch_openrlhf() -> None:
-    """Register "cfpo" as an OpenRLHF ``PolicyLoss`` type, in this process. Idempotent.
-
-    Raises RuntimeError unless openrlhf 0.11.2 is installed, and (from ``PolicyLoss(...)``)
-    ValueError for CFPO with dual-clip or ε ≤ 0.
-    """
-    check_openrlhf_version()
-    from openrlhf.models import loss as loss_module
-
-    policy_loss_cls = loss_module.PolicyLoss
+def _register_cfpo(policy_loss_cls) -> None:
+    """Wrap ``PolicyLoss.__init__`` and ``.forward`` on the class object so that it accepts "cfpo".
+    Idempotent (a marker on the class)."""
     if getattr(policy_loss_cls, _PATCHED_MARKER, False):
         return
     upstream_init, upstream_forward = policy_loss_cls.__init__, policy_loss_cls.forward
@@ -177,9 +176,73 @@ def patch_openrlhf() -> None:
     logger.info("openrlhf-cfpo: PolicyLoss accepts policy_loss_type in %s", ADDED_POLICY_LOSS_TYPES)
 
 
+def patch_openrlhf() -> None:
+    """Register "cfpo" as an OpenRLHF ``PolicyLoss`` type, in this process, now. Idempotent.
+
+    Imports ``openrlhf.models`` (and with it deepspeed and peft, which probe CUDA): for the driver
+    and for scripts, never for a Ray worker before its GPUs are assigned (``setup_ray_worker``).
+    Raises RuntimeError unless openrlhf 0.11.2 is installed, and (from ``PolicyLoss(...)``)
+    ValueError for CFPO with dual-clip or ε ≤ 0.
+    """
+    check_openrlhf_version()
+    loss_module = importlib.import_module(LOSS_MODULE)
+    _register_cfpo(loss_module.PolicyLoss)
+
+
+class _RegisterCfpoAfterExec(importlib.abc.Loader):
+    """The loss module's own loader, plus ``_register_cfpo`` right after the module body has run."""
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        _register_cfpo(module.PolicyLoss)
+        _remove_import_hook()
+
+    def __getattr__(self, name):  # get_source, get_code, … for tracebacks and inspect
+        return getattr(self._loader, name)
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Finds ``LOSS_MODULE`` through the other finders and wraps its loader in ``_RegisterCfpoAfterExec``."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != LOSS_MODULE:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _RegisterCfpoAfterExec(spec.loader)
+                return spec
+        return None
+
+
+def _remove_import_hook() -> None:
+    sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, _PatchOnImport)]
+
+
 def setup_ray_worker() -> None:
-    """Ray ``worker_process_setup_hook``: patch OpenRLHF in every worker before it runs a task."""
-    patch_openrlhf()
+    """Ray ``worker_process_setup_hook``: CFPO in the worker's ``PolicyLoss`` once its code imports it.
+
+    Ray runs the hook when the worker process starts, before it sets CUDA_VISIBLE_DEVICES for the
+    actor placed there; importing OpenRLHF now would initialise CUDA with every GPU visible. So the
+    hook only checks the OpenRLHF version (package metadata) and installs an import hook: when the
+    actor's own code imports ``openrlhf.models.loss``, "cfpo" is registered right after the module
+    has run, before any other module binds ``PolicyLoss``. If the module is already imported, the
+    class is patched at once. Idempotent; the import hook leaves ``sys.meta_path`` once it has fired.
+    """
+    check_openrlhf_version()
+    if LOSS_MODULE in sys.modules:
+        _register_cfpo(sys.modules[LOSS_MODULE].PolicyLoss)
+    elif not any(isinstance(finder, _PatchOnImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _PatchOnImport())
 
 
 def ray_runtime_env() -> Dict[str, Any]:

@@ -2,8 +2,9 @@
 
 Every OpenRLHF argument is accepted as is, parsed by OpenRLHF's own parser, which gains the choice
 ``--actor.policy_loss_type cfpo`` and the short alias ``--policy_loss``. ``--dry-run`` parses and
-validates, prints the resolved arguments as JSON (dotted keys) and exits without starting Ray.
-``openrlhf-cfpo train --help`` shows OpenRLHF's full argument list.
+validates, prints the resolved arguments as JSON (dotted keys) and exits without starting Ray; it
+needs neither vLLM nor flash-attn, so it runs on a login node. ``openrlhf-cfpo train --help`` shows
+OpenRLHF's full argument list. Every failure before training is one line naming the fix.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="parse and validate, print the resolved arguments as JSON, do not start Ray",
+        help="parse and validate (no GPU stack needed), print the resolved arguments as JSON, do not start Ray",
     )
 
 

@@ -9,26 +9,38 @@ hooked, and restored afterwards:
 - ``argparse.ArgumentParser.add_argument``: ``--actor.policy_loss_type`` gains the choice "cfpo"
   and the alias ``--policy_loss``;
 - ``argparse.ArgumentParser.error``: a usage error becomes one line instead of the 150-flag usage;
-- ``openrlhf.utils.config.hierarchize``: CFPO's settings are validated right after parsing, and
-  the resolved namespace is kept for ``--dry-run``;
+- ``openrlhf.utils.config.hierarchize``: the launch line is validated right after parsing
+  (``validate_launch_arguments``: CFPO's settings, and what a run needs that OpenRLHF checks only
+  once GPUs are allocated, or with an AttributeError), and the resolved namespace is kept;
 - ``ray.init``: ``ray_runtime_env()`` (the worker setup hook) is merged into OpenRLHF's own
-  runtime_env; with ``--dry-run`` the run stops here, after all of OpenRLHF's validation and
-  before any Ray process starts. Otherwise the run record (resolved arguments, package versions,
-  git SHA; ``RUN_RECORD``) is written into ``--ckpt.output_dir`` and, with tensorboard logging,
-  into the run's tensorboard folder, where ``openrlhf-cfpo report`` reads it.
+  runtime_env, and the run record (resolved arguments, package versions, git SHA; ``RUN_RECORD``)
+  is written into ``--ckpt.output_dir`` and, with tensorboard logging, into the run's tensorboard
+  folder, where ``openrlhf-cfpo report`` reads it.
+
+``--dry-run`` executes only the module's ``__main__`` block (OpenRLHF's parser and all of its
+post-parse checks) with its standard-library imports, and stops where it calls ``train(args)``:
+it imports neither Ray, DeepSpeed, vLLM nor flash-attn, so it validates a launch line fully on a
+login node without the GPU stack (``--help`` takes the same path). Every failure before training
+starts is one line on stderr naming the problem and the fix (exit 2 for the command line, 1 for
+the installation).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
+import importlib.util
 import json
+import logging
 import os
 import runpy
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Dict, Iterator, List
+
+logger = logging.getLogger(__name__)
 
 UPSTREAM_MODULE = "openrlhf.cli.train_ppo_ray"
 RUN_RECORD = "openrlhf_cfpo_run.json"
@@ -41,7 +53,7 @@ class CommandLineError(Exception):
 
 
 class _DryRunComplete(Exception):
-    """Raised at ``ray.init`` in a dry run: arguments are parsed and validated."""
+    """Raised where OpenRLHF's driver calls ``train(args)`` in a dry run: arguments are validated."""
 
 
 def flatten_namespace(namespace: SimpleNamespace, prefix: str = "") -> Dict[str, Any]:
@@ -55,10 +67,34 @@ def flatten_namespace(namespace: SimpleNamespace, prefix: str = "") -> Dict[str,
     return flat
 
 
-def validate_cfpo_arguments(args: SimpleNamespace) -> None:
-    """Raise CommandLineError for CFPO settings that cannot work (dual-clip, ε ≤ 0)."""
+# Sizes OpenRLHF divides by (its last post-parse check) or multiplies into actor counts.
+POSITIVE_SIZES = ("rollout.batch_size", "rollout.micro_batch_size", "train.batch_size", "train.micro_batch_size",
+                  "ds.ring_attn_size", "ds.tensor_parallel_size", "actor.num_nodes", "actor.num_gpus_per_node")
+
+
+def validate_launch_arguments(args: SimpleNamespace) -> None:
+    """Raise CommandLineError for a launch line that cannot train, naming the flag and the fix.
+
+    Runs before OpenRLHF's own post-parse checks. Beyond CFPO's settings (dual-clip, ε ≤ 0) it
+    checks what OpenRLHF 0.11.2 leaves to the GPU phase or fails on with an AttributeError or a
+    ZeroDivisionError: a policy, a reward source and prompts are given, and sizes are ≥ 1.
+    """
     from openrlhf_cfpo.openrlhf_patch import check_cfpo_settings
 
+    if not args.actor.model_name_or_path:
+        raise CommandLineError("--actor.model_name_or_path is missing: pass the policy to train (HF name or path)")
+    if not (args.reward.model_name_or_path or args.reward.remote_url or args.train.agent_func_path):
+        raise CommandLineError(
+            "no reward: pass --reward.model_name_or_path (a reward model) or --reward.remote_url (a reward "
+            "server URL or reward-function file, e.g. openrlhf_cfpo/rewards/math_reward.py)"
+        )
+    if not args.data.prompt_dataset:
+        raise CommandLineError("--data.prompt_dataset is missing: pass the prompts (HF dataset name or local file)")
+    for name in POSITIVE_SIZES:
+        group, key = name.split(".")
+        value = getattr(getattr(args, group), key)
+        if value < 1:
+            raise CommandLineError(f"--{name} must be at least 1; got {value}")
     if args.actor.policy_loss_type != "cfpo":
         return
     eps_low, eps_high = args.actor.eps_clip_low_high or (args.actor.eps_clip, args.actor.eps_clip)
@@ -66,6 +102,26 @@ def validate_cfpo_arguments(args: SimpleNamespace) -> None:
         check_cfpo_settings(args.actor.dual_clip, eps_low, eps_high)
     except ValueError as err:
         raise CommandLineError(str(err)) from None
+
+
+# Modules of OpenRLHF's GPU stack: the fix for a missing one is the gpu extra or the Docker image.
+GPU_STACK_MODULES = ("flash_attn", "vllm", "deepspeed", "ray", "openrlhf")
+
+
+def launch_error_message(err: Exception, dry_run: bool) -> str:
+    """One line for a failure before training starts: the problem and the fix."""
+    gpu_stack = "on a GPU node pip install 'openrlhf-cfpo[gpu]', or use the Docker image (dockerfile/Dockerfile)"
+    dry_run_hint = "" if dry_run else "; `openrlhf-cfpo train --dry-run` validates a launch line without it"
+    if isinstance(err, ModuleNotFoundError) and err.name:
+        if err.name.split(".")[0] in GPU_STACK_MODULES:
+            return f"{err.name} is not installed, and OpenRLHF's PPO driver imports it: {gpu_stack}{dry_run_hint}"
+        return f"{err.name} is not installed, and OpenRLHF imports it for the flags given: pip install it"
+    if isinstance(err, ImportError):  # e.g. a flash-attn built against another torch
+        return f"importing OpenRLHF's PPO driver failed ({err}): reinstall the GPU stack: {gpu_stack}"
+    if isinstance(err, (CommandLineError, AssertionError, RuntimeError)):
+        return str(err)
+    return (f"OpenRLHF's argument checks failed with {type(err).__name__}: {err}; fix the flag it names "
+            "(`openrlhf-cfpo train --help` lists them)")
 
 
 def job_runtime_env() -> Dict[str, Any]:
@@ -118,17 +174,16 @@ def _replaced(owner: Any, name: str, value: Any) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def upstream_driver_hooks(dry_run: bool, resolved: Dict[str, Any]) -> Iterator[None]:
-    """Hook the four boundaries listed in the module docstring. ``resolved["args"]`` receives the
-    parsed namespace; ``resolved["validated"]`` is set once OpenRLHF's own checks have passed."""
+def upstream_driver_hooks(resolved: Dict[str, Any], parse_only: bool) -> Iterator[None]:
+    """Hook the boundaries listed in the module docstring (``ray.init`` only for a real run).
+    ``resolved["args"]`` receives the parsed namespace; ``resolved["validated"]`` is set once
+    OpenRLHF's own checks have passed and training is about to start."""
     import openrlhf.utils.config
-    import ray
 
     from openrlhf_cfpo.openrlhf_patch import ADDED_POLICY_LOSS_TYPES
 
     upstream_add_argument = argparse.ArgumentParser.add_argument
     upstream_hierarchize = openrlhf.utils.config.hierarchize
-    upstream_ray_init = ray.init
 
     def add_argument(self, *flags, **kwargs):
         if POLICY_LOSS_FLAG in flags:
@@ -141,54 +196,94 @@ def upstream_driver_hooks(dry_run: bool, resolved: Dict[str, Any]) -> Iterator[N
 
     def hierarchize(namespace):
         args = upstream_hierarchize(namespace)
-        validate_cfpo_arguments(args)
+        validate_launch_arguments(args)
         resolved["args"] = args
         return args
-
-    def ray_init(*args, runtime_env=None, **kwargs):
-        resolved["validated"] = True
-        runtime_env = with_cfpo_runtime_env(runtime_env, job_runtime_env())
-        if dry_run:
-            raise _DryRunComplete()
-        write_run_records(resolved["args"])
-        return upstream_ray_init(*args, runtime_env=runtime_env, **kwargs)
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(_replaced(argparse.ArgumentParser, "add_argument", add_argument))
         stack.enter_context(_replaced(argparse.ArgumentParser, "error", error))
         stack.enter_context(_replaced(openrlhf.utils.config, "hierarchize", hierarchize))
-        stack.enter_context(_replaced(ray, "init", ray_init))
+        if not parse_only:
+            import ray
+
+            upstream_ray_init = ray.init
+
+            def ray_init(*args, runtime_env=None, **kwargs):
+                runtime_env = with_cfpo_runtime_env(runtime_env, job_runtime_env())
+                resolved["validated"] = True
+                write_run_records(resolved["args"])
+                return upstream_ray_init(*args, runtime_env=runtime_env, **kwargs)
+
+            stack.enter_context(_replaced(ray, "init", ray_init))
         yield
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    test = getattr(node, "test", None)
+    return (isinstance(node, ast.If) and isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
+            and test.left.id == "__name__" and any(isinstance(c, ast.Constant) and c.value == "__main__"
+                                                   for c in test.comparators))
+
+
+def upstream_main_block():
+    """The installed ``UPSTREAM_MODULE``'s ``__main__`` block and its standard-library imports, compiled.
+
+    That block is OpenRLHF's whole command line: parser, ``hierarchize``, post-parse checks and the
+    final ``train(args)``. Its other top-level imports (Ray, vLLM, DeepSpeed, the trainer) serve
+    ``train`` only, which a dry run replaces.
+    """
+    spec = importlib.util.find_spec(UPSTREAM_MODULE)
+    tree = ast.parse(spec.loader.get_source(UPSTREAM_MODULE), filename=spec.origin)
+
+    def stdlib(name):
+        return bool(name) and name.split(".")[0] in sys.stdlib_module_names
+
+    body: List[ast.stmt] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import) and all(stdlib(alias.name) for alias in node.names):
+            body.append(node)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and stdlib(node.module):
+            body.append(node)
+        elif _is_main_guard(node):
+            body.extend(node.body)
+    return compile(ast.Module(body=body, type_ignores=[]), spec.origin, "exec")
 
 
 def run_driver(argv: List[str], dry_run: bool = False) -> int:
     """Run OpenRLHF's PPO driver on ``argv`` with CFPO registered; returns the exit code."""
-    from openrlhf_cfpo.openrlhf_patch import patch_openrlhf
+    from openrlhf_cfpo.openrlhf_patch import check_openrlhf_version, patch_openrlhf
 
     resolved: Dict[str, Any] = {}
-    # A dry run keeps stdout for the JSON. OpenRLHF prints warnings there, and DeepSpeed's logger
-    # binds its handler to sys.stdout when first imported (inside patch_openrlhf), so both go to stderr.
+
+    def stop_before_training(args):
+        with_cfpo_runtime_env(None, job_runtime_env())  # a conflicting hook in the Ray job fails here too
+        resolved["validated"] = True
+        raise _DryRunComplete()
+
+    # A dry run keeps stdout for the JSON; OpenRLHF prints its warnings there, so they go to stderr.
     stdout_guard = contextlib.redirect_stdout(sys.stderr) if dry_run else contextlib.nullcontext()
+    # --help needs no GPU stack either: the parser prints it and exits before training.
+    parse_only = dry_run or "-h" in argv or "--help" in argv
     try:
         with stdout_guard:
-            patch_openrlhf()
-            with upstream_driver_hooks(dry_run, resolved), _replaced(sys, "argv", [UPSTREAM_MODULE, *argv]):
-                runpy.run_module(UPSTREAM_MODULE, run_name="__main__", alter_sys=True)
-    except RuntimeError as err:
-        if "args" in resolved:
-            raise  # raised by training, not by the version check
-        print(f"openrlhf-cfpo train: error: {err}", file=sys.stderr)
-        return 1
-    except CommandLineError as err:
-        print(f"openrlhf-cfpo train: error: {err}", file=sys.stderr)
-        return 2
-    except AssertionError as err:
-        if resolved.get("validated"):
-            raise  # raised by training, not by OpenRLHF's argument checks
-        print(f"openrlhf-cfpo train: error: {err}", file=sys.stderr)
-        return 2
+            check_openrlhf_version()
+            if not parse_only:
+                patch_openrlhf()
+            with upstream_driver_hooks(resolved, parse_only), _replaced(sys, "argv", [UPSTREAM_MODULE, *argv]):
+                if parse_only:
+                    exec(upstream_main_block(), {"__name__": "__main__", "train": stop_before_training})
+                else:
+                    runpy.run_module(UPSTREAM_MODULE, run_name="__main__", alter_sys=True)
     except _DryRunComplete:
         print(json.dumps(flatten_namespace(resolved["args"]), indent=2, sort_keys=True, default=str))
+        return 0
+    except Exception as err:
+        if resolved.get("validated"):
+            raise  # raised by training, not by the launch line or the installation
+        logger.debug("launch failed before training", exc_info=True)
+        print(f"openrlhf-cfpo train: error: {launch_error_message(err, dry_run)}", file=sys.stderr)
+        return 1 if isinstance(err, (ImportError, RuntimeError)) else 2
     return 0
 
 

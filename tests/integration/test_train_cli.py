@@ -1,20 +1,35 @@
 """`openrlhf-cfpo train`: OpenRLHF's own parser with CFPO, --dry-run, validation, Ray hook."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
+import openrlhf.utils.config
 import pytest
 import ray
 
 from openrlhf_cfpo.cli.train_ppo_ray import RUN_RECORD, CommandLineError, job_runtime_env, run_driver, with_cfpo_runtime_env
 from openrlhf_cfpo.openrlhf_patch import ray_runtime_env
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BASE = [
     "--actor.model_name_or_path", "OpenRLHF/Llama-3-8b-sft-mixture",
+    "--reward.model_name_or_path", "OpenRLHF/Llama-3-8b-rm-700k",
+    "--data.prompt_dataset", "OpenRLHF/prompt-collection-v0.1",
     "--algo.advantage.estimator", "rloo",
     "--rollout.n_samples_per_prompt", "2",
 ]
+
+
+def without(args, *flags):
+    """``args`` minus each flag in ``flags`` and its value."""
+    out = list(args)
+    for flag in flags:
+        index = out.index(flag)
+        del out[index:index + 2]
+    return out
 
 
 def dry_run(capsys, *args):
@@ -56,15 +71,87 @@ def test_policy_loss_alias_and_upstream_types(capsys):
     (["--policy_loss", "cfpo", "--actor.eps_clip_low_high", "0.2", "-0.1"], "eps_high must be > 0"),
     (["--policy_loss", "clipfree"], "invalid choice: 'clipfree'"),
     (["--policy_loss", "cfpo", "--rollout.n_samples_per_prompt", "1"], "rloo requires n_samples_per_prompt > 1"),
+    (["--rollout.micro_batch_size", "0"], "--rollout.micro_batch_size must be at least 1; got 0"),
+    (["--ds.ring_attn_size", "0"], "--ds.ring_attn_size must be at least 1; got 0"),
+    (["--algo.advantage.is_correction_threshold", "1", "2", "3"], "takes HIGH or LOW HIGH"),
 ])
 def test_bad_combinations_fail_with_one_clear_line(capsys, args, message):
     code, out, err = dry_run(capsys, *args)
-    assert code == 2 and out == ""
+    assert_one_error_line(code, out, err, message)
+    if "invalid choice" in message:  # the valid names are listed, cfpo among them
+        assert "cfpo" in err.split("choose from")[1]
+
+
+def assert_one_error_line(code, out, err, message, exit_code=2):
+    assert code == exit_code and out == ""
     error_lines = [line for line in err.splitlines() if line.startswith("openrlhf-cfpo train: error:")]
     assert len(error_lines) == 1 and message in error_lines[0], err
-    assert "usage:" not in err
-    if "invalid choice" in message:  # the valid names are listed, cfpo among them
-        assert "cfpo" in error_lines[0].split("choose from")[1]
+    assert "usage:" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("missing,estimator,message", [
+    # gae without a reward model: OpenRLHF 0.11.2 itself fails with AttributeError ('NoneType'.split)
+    (("--reward.model_name_or_path",), "gae", "no reward: pass --reward.model_name_or_path"),
+    # rloo without a reward model: OpenRLHF's checks pass and the run fails once GPUs are allocated
+    (("--reward.model_name_or_path",), "rloo", "no reward: pass --reward.model_name_or_path"),
+    (("--actor.model_name_or_path",), "rloo", "--actor.model_name_or_path is missing"),
+    (("--data.prompt_dataset",), "rloo", "--data.prompt_dataset is missing"),
+])
+def test_what_a_run_needs_is_checked_before_openrlhf_fails_late(capsys, missing, estimator, message):
+    args = without(BASE, *missing, "--algo.advantage.estimator")
+    code = run_driver([*args, "--algo.advantage.estimator", estimator], dry_run=True)
+    captured = capsys.readouterr()
+    assert_one_error_line(code, captured.out, captured.err, message)
+
+
+def test_reward_server_or_agent_instead_of_a_reward_model(capsys):
+    for source in (["--reward.remote_url", "http://127.0.0.1:5000/get_reward"], ["--train.agent_func_path", "agent.py"]):
+        code, out, _ = dry_run(capsys, *source)
+        assert code == 0
+    code = run_driver([*without(BASE, "--reward.model_name_or_path"), "--reward.remote_url", "rm.py"], dry_run=True)
+    assert code == 0 and json.loads(capsys.readouterr().out)["reward.remote_url"] == ["rm.py"]
+
+
+def test_an_unforeseen_failure_in_openrlhfs_checks_is_still_one_line(capsys, monkeypatch):
+    def broken_hierarchize(namespace):
+        raise TypeError("unsupported operand type(s) for //: 'int' and 'NoneType'")
+
+    monkeypatch.setattr(openrlhf.utils.config, "hierarchize", broken_hierarchize)
+    code, out, err = dry_run(capsys)
+    assert_one_error_line(code, out, err, "OpenRLHF's argument checks failed with TypeError: unsupported operand")
+
+
+def test_login_node_without_the_gpu_stack(tmp_path):
+    """Without tests/gpu_stubs (flash_attn and vllm are not installed here): --dry-run and --help
+    still validate with OpenRLHF's parser and import no GPU module; a real launch is one line
+    naming the missing package and where to get it."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    probe = (
+        "import importlib.util, json, sys\n"
+        "from openrlhf_cfpo.cli.main import main\n"
+        "assert importlib.util.find_spec('flash_attn') is None and importlib.util.find_spec('vllm') is None\n"
+        "code = main(sys.argv[1:])\n"
+        "gpu = [m for m in ('flash_attn', 'vllm', 'deepspeed', 'ray', 'openrlhf.models') if m in sys.modules]\n"
+        "print('IMPORTED', json.dumps(gpu), file=sys.stderr)\n"
+        "sys.exit(code)\n"
+    )
+
+    def launch(*args):
+        return subprocess.run([sys.executable, "-c", probe, "train", *args], capture_output=True, text=True,
+                              cwd=tmp_path, env=env, timeout=300)
+
+    dry = launch("--dry-run", *BASE, "--policy_loss", "cfpo")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert json.loads(dry.stdout)["actor.policy_loss_type"] == "cfpo"
+    assert dry.stderr.splitlines()[-1] == "IMPORTED []"
+    bad = launch("--dry-run", *without(BASE, "--reward.model_name_or_path"))
+    assert_one_error_line(bad.returncode, bad.stdout, bad.stderr, "no reward")
+    usage = launch("--help")
+    assert usage.returncode == 0 and "--actor.policy_loss_type" in usage.stdout and "cfpo" in usage.stdout
+    real = launch(*BASE, "--policy_loss", "cfpo")
+    assert_one_error_line(real.returncode, real.stdout, real.stderr, "flash_attn is not installed", exit_code=1)
+    for fix in ("pip install 'openrlhf-cfpo[gpu]'", "dockerfile/Dockerfile", "--dry-run"):
+        assert fix in real.stderr
 
 
 def test_real_run_passes_the_cfpo_runtime_env_to_ray_init(capsys, monkeypatch, tmp_path):

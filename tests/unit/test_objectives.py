@@ -11,6 +11,7 @@ from openrlhf_cfpo.objectives import (
     bounded_ratio,
     cfpo_loss,
     check_trust_region,
+    clip_ratio,
     get_objective,
     ppo_clip_loss,
     trust_region_stats,
@@ -64,6 +65,50 @@ def test_losses_match_scalar_reference(seed, shape, eps_low, eps_high):
     ).reshape(shape)
     got = grad_wrt_ratio(cfpo_loss, ratio, advantages, eps_low=eps_low, eps_high=eps_high)
     torch.testing.assert_close(got, expected_grad, **EXACT)
+
+
+def plain_cfpo(ratio, advantages, eps_low, eps_high):
+    """The CFPO formula as plain tensor ops (what autograd differentiates without the fused function)."""
+    eps = torch.where(advantages > 0, torch.full_like(advantages, eps_high), torch.full_like(advantages, eps_low))
+    return -(ratio * advantages - advantages.abs() / (2 * eps) * (ratio - 1) ** 2)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("eps_low,eps_high", [(0.2, 0.2), (0.2, 0.28)])
+@pytest.mark.parametrize("adv_shape", [(6, 9), (6, 1)], ids=["per-token", "broadcast"])
+def test_fused_cfpo_matches_autograd_of_the_plain_formula(seed, eps_low, eps_high, adv_shape):
+    """cfpo_loss's closed-form backward equals autograd of the formula, for r and A (float64),
+    including A of shape (batch, 1) broadcast over tokens; and torch's gradcheck agrees."""
+    gen = torch.Generator().manual_seed(seed)
+    ratio = (torch.randn(6, 9, generator=gen, dtype=torch.float64) * 0.4).exp()
+    advantages = torch.randn(adv_shape, generator=gen, dtype=torch.float64)
+    weights = torch.randn(6, 9, generator=gen, dtype=torch.float64)  # a non-uniform upstream gradient
+    grads = []
+    for loss_fn in (cfpo_loss, plain_cfpo):
+        r, a = ratio.clone().requires_grad_(True), advantages.clone().requires_grad_(True)
+        value = loss_fn(r, a, eps_low, eps_high)
+        (value * weights).sum().backward()
+        grads.append((value.detach(), r.grad, a.grad))
+    for fused, plain in zip(*grads):
+        torch.testing.assert_close(fused, plain, **EXACT)
+    inputs = (ratio.clone().requires_grad_(True), advantages.clone().requires_grad_(True))
+    assert torch.autograd.gradcheck(lambda r, a: cfpo_loss(r, a, eps_low, eps_high), inputs)
+
+
+@pytest.mark.parametrize("eps_low,eps_high", [(0.2, 0.2), (0.2, 0.28)])
+def test_fused_cfpo_saves_only_ratio_and_advantages_for_backward(eps_low, eps_high):
+    """The memory claim: nothing but the caller's own r and A is kept for the backward pass
+    (autograd of the plain formula keeps several (batch, seq) intermediates)."""
+    ratio = torch.rand(4, 16, requires_grad=True)
+    advantages = torch.randn(4, 16)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        cfpo_loss(ratio, advantages, eps_low, eps_high)
+    assert sorted(t.data_ptr() for t in saved) == sorted([ratio.data_ptr(), advantages.data_ptr()])
+    saved.clear()
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        plain_cfpo(ratio, advantages, eps_low, eps_high)
+    assert len(saved) > 2
 
 
 def test_hand_computed_values():
@@ -178,6 +223,17 @@ def test_trust_region_stats_direction_matters():
     advantages = torch.tensor([1.0, -1.0, -1.0, 1.0])
     stats = trust_region_stats(ratio, advantages, torch.ones(4))
     assert stats["clip_ratio"].item() == pytest.approx(0.5)
+
+
+def test_clip_ratio_with_a_bool_mask_equals_the_float_mask():
+    """OpenRLHF's action_mask is a BoolTensor: same fraction as with a 0/1 float mask, in r's dtype."""
+    gen = torch.Generator().manual_seed(4)
+    ratio = (torch.randn(3, 40, generator=gen) * 0.3).exp()
+    advantages = torch.randn(3, 1, generator=gen)
+    mask = torch.rand(3, 40, generator=gen) > 0.3
+    got = clip_ratio(ratio, advantages, mask, 0.2, 0.28)
+    assert got.dtype == torch.float32 and 0 < got < 1
+    torch.testing.assert_close(got, clip_ratio(ratio, advantages, mask.float(), 0.2, 0.28), rtol=0, atol=1e-7)
 
 
 def test_trust_region_stats_without_tokens_is_nan():
