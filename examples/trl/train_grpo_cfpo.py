@@ -23,7 +23,7 @@ from typing import Dict, List, Optional
 
 # The OpenRLHF recipe's MATH data step (examples/scripts/): the same chat records, here read in memory.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from prepare_math_train import chat_record, load_math_train  # noqa: E402
+from prepare_math_prompts import chat_record, load_math_rows  # noqa: E402
 
 from openrlhf_cfpo.prompts import MODEL_SIZES, model_size_from_name, rlvr_system_prompt  # noqa: E402
 from openrlhf_cfpo.rewards.math_reward import last_boxed_answer, score_response  # noqa: E402
@@ -216,7 +216,7 @@ def math_train_dataset(recipe: RecipeArguments, tokenizer, system_prompt: str):
     reward reads; problems whose prompt exceeds ``max_prompt_length`` tokens are left out."""
     from datasets import Dataset
 
-    rows = load_math_train(recipe.math_train)
+    rows = load_math_rows(recipe.math_train, "train")
     missing = {"problem", "solution"} - set(rows.column_names)
     if missing:
         raise RecipeError(f"--math_train {recipe.math_train} lacks the MATH column(s) {sorted(missing)}")
