@@ -2,10 +2,10 @@
 pays for it once.
 
 Cold-starting RL from a random policy gives all-zero rewards; a brief supervised phase on the
-task's own answers gives a policy that is right sometimes. Its greedy accuracy on the task's probe
-problems (training problems, never held-out ones) is checked after every step, so every seed starts
-RL next to ``warmup_target_accuracy``: the loss drops abruptly at a seed- and processor-dependent
-step, and a sparser check could stop well past the target. The checkpoint is keyed by a hash of the
+task's own answers gives a policy that is right sometimes. The warm-up stops at the step where its
+greedy accuracy on the task's probe problems (training problems, never held-out ones) crosses
+``warmup_target_accuracy``, so every seed starts RL next to it: the loss drops abruptly at a seed-
+and processor-dependent step, and checking only every so many steps could stop well past the target. The checkpoint is keyed by a hash of the
 seed, the fields in ``WARMUP_FIELDS`` and this module's format version, so a change to any of them
 trains a new one.
 """
@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -36,8 +37,23 @@ WARMUP_FORMAT = 2
 INFO_FILE = "warmup.json"
 # A warm-up whose probe accuracy ends farther than this from the target is reported as off target.
 START_TOLERANCE = 0.05
-# The probe is measured after every step from the first training batch this close to the target on.
+# The probe is measured every PROBE_EVERY steps from the first training batch within PROBE_GATE of
+# the target on, and after every step once the probe is within FINE_WINDOW of it.
 PROBE_GATE = 0.15
+PROBE_EVERY = 10
+FINE_WINDOW = 0.10
+
+
+@dataclass(frozen=True)
+class _WarmupState:
+    """Everything a warm-up step depends on, to rewind to it (and its probe accuracy and loss)."""
+
+    step: int
+    probe: Optional[float]
+    loss: float
+    weights: Dict[str, torch.Tensor]
+    optimizer: Dict[str, Any]
+    data: torch.Tensor
 
 
 def _save_checkpoint(model: LlamaForCausalLM, folder: Path) -> None:
@@ -64,14 +80,17 @@ def warmup_path(config: LabConfig, seed: int, cache_dir: Path) -> Path:
 
 
 def train_warmup(config: LabConfig, seed: int, task: AdditionTask) -> Tuple[LlamaForCausalLM, Dict[str, Any]]:
-    """A policy freshly initialised from ``seed`` after supervised training (AdamW, constant lr).
+    """A policy freshly initialised from ``seed`` after supervised training (AdamW, constant lr),
+    stopped where its probe accuracy crosses ``warmup_target_accuracy`` (at most ``warmup_steps``).
 
-    Each step's training batch tells its own greedy accuracy for free (``exact_match`` on the
-    logits of the step's forward pass); once one is within ``PROBE_GATE`` of the target, the probe
-    accuracy is measured after every step. At the first step where it reaches
-    ``warmup_target_accuracy`` the warm-up stops and keeps whichever of that step's policy and the
-    previous step's is closer to the target, so a jump across the target costs at most half of it.
-    It stops after ``warmup_steps`` in any case.
+    Measuring the probe costs more than a step, so it is measured only as often as needed to stop
+    at the first step past the target. Each step's training batch tells its own greedy accuracy for
+    free (``exact_match`` on the step's logits); from the first batch within ``PROBE_GATE`` of the
+    target the probe is measured every ``PROBE_EVERY`` steps, and after every step once it is within
+    ``FINE_WINDOW``. A coarse measurement that already lies past the target rewinds to the previous
+    measurement (weights, optimizer and data order) and replays those steps measuring after each;
+    the replay is the same computation, so it reaches the same policies. Of the step that crosses
+    the target and the one before it, the warm-up keeps whichever is closer to the target.
     """
     device = torch.device(config.device)
     target = config.warmup_target_accuracy
@@ -81,44 +100,61 @@ def train_warmup(config: LabConfig, seed: int, task: AdditionTask) -> Tuple[Llam
     ).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.warmup_lr, weight_decay=0.0)
     data = torch.Generator().manual_seed(stream_seed(seed, "warmup_data"))
-    probe_accuracy: Optional[float] = None  # measured from the first step past the gate on
-    previous = None  # (step, probe accuracy, weights, loss) before the last step, once probed
-    step, loss = 0, torch.tensor(float("nan"))
-    while step < config.warmup_steps and (probe_accuracy is None or probe_accuracy < target):
-        if probe_accuracy is not None:
-            previous = (step, probe_accuracy, copy.deepcopy(model.state_dict()), loss.item())
+    step, loss, probe, probed_at = 0, float("nan"), None, None
+    gate_open = fine = False
+    saved: Optional[_WarmupState] = None  # at the last probe measurement below the target
+
+    def save() -> _WarmupState:
+        return _WarmupState(step, probe, loss, copy.deepcopy(model.state_dict()),
+                            copy.deepcopy(optimizer.state_dict()), data.get_state())
+
+    while step < config.warmup_steps:
         model.train()
         input_ids, labels = task.teacher_forcing(task.sample(config.warmup_batch_size, data))
         output = model(input_ids=input_ids.to(device), labels=labels.to(device))
-        loss = output.loss
         batch_accuracy = exact_match(output.logits.detach(), labels).sum().item() / len(labels)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        output.loss.backward()
         optimizer.step()
-        step += 1
+        step, loss = step + 1, output.loss.item()
+        if not gate_open and batch_accuracy >= target - PROBE_GATE:
+            gate_open, saved = True, save()
+        if not (fine or (gate_open and step % PROBE_EVERY == 0)):
+            continue
         model.eval()
-        if probe_accuracy is not None or batch_accuracy >= target - PROBE_GATE:
-            probe_accuracy = greedy_accuracy(model, task.probe_batch, device)
-    if probe_accuracy is None:
-        probe_accuracy = greedy_accuracy(model, task.probe_batch, device)
-    final_loss = loss.item()
-    if previous is not None and probe_accuracy >= target and target - previous[1] < probe_accuracy - target:
-        step, probe_accuracy, state, final_loss = previous
-        model.load_state_dict(state)
+        probe, probed_at = greedy_accuracy(model, task.probe_batch, device), step
+        if probe >= target:
+            if fine or saved is None:
+                break
+            fine = True  # crossed between two coarse measurements: replay that stretch step by step
+            step, probe, probed_at, loss = saved.step, saved.probe, saved.step, saved.loss
+            model.load_state_dict(saved.weights)
+            optimizer.load_state_dict(saved.optimizer)
+            data.set_state(saved.data)
+            continue
+        fine = fine or probe >= target - FINE_WINDOW
+        saved = save()
+    model.eval()
+    if probe is None or probed_at != step:  # stopped by warmup_steps
+        probe = greedy_accuracy(model, task.probe_batch, device)
+    if (probe >= target and saved is not None and saved.step == step - 1 and saved.probe is not None
+            and target - saved.probe < probe - target):
+        step, probe, loss = saved.step, saved.probe, saved.loss
+        model.load_state_dict(saved.weights)
     info = {
         "seed": seed,
         "key": warmup_key(config, seed),
         "settings": {name: getattr(config, name) for name in WARMUP_FIELDS},
         "steps": step,
-        "final_loss": final_loss,
+        "final_loss": loss,
         "target_accuracy": target,
-        "probe_accuracy": probe_accuracy,
+        "probe_accuracy": probe,
         "heldout_accuracy": greedy_accuracy(model, task.heldout_batch, device),
     }
-    if abs(probe_accuracy - target) > START_TOLERANCE:
+    if abs(probe - target) > START_TOLERANCE:
         logger.warning(
             "seed %d: the warm-up ends at %.1f%% probe accuracy after %d steps, more than %.0f points from the "
-            "target %.0f%%; raise warmup_steps or lower warmup_lr", seed, 100 * probe_accuracy, step,
+            "target %.0f%%; raise warmup_steps or lower warmup_lr", seed, 100 * probe, step,
             100 * START_TOLERANCE, 100 * target,
         )
     return model, info

@@ -83,8 +83,12 @@ def seed_curves(runs: Sequence[TrainingRun], metrics: Sequence[str], dimension: 
     mean over seeds with the seeds' range as its band (``intervals.seed_band``)."""
     from openrlhf_cfpo.reporting.figures import Curve  # noqa: F811 (matplotlib only when drawing)
 
+    def order(run: TrainingRun) -> tuple:  # panels in numeric order, then objective and label
+        value = None if dimension == "all" else getattr(run.settings, dimension)
+        return (value is None, value or 0, run.settings.objective or "", run.label)
+
     groups: Dict[tuple, List[TrainingRun]] = {}
-    for run in sorted(runs, key=lambda r: (r.settings.objective or "", r.label)):
+    for run in sorted(runs, key=order):
         groups.setdefault((run.source, run.group), []).append(run)
     curves = []
     for (_, group), members in groups.items():

@@ -158,19 +158,41 @@ def test_a_step_makes_no_forward_pass_it_does_not_need(warm, iterations, batch_r
     assert [tuple(shape) for shape in calls] == expected
 
 
+def _scripted_warmup(monkeypatch, task, probes, **constants):
+    """train_warmup's probe measurements replaced by ``probes`` (then 0.0), its constants by ``constants``."""
+    script = iter(probes)
+    for name, value in constants.items():
+        monkeypatch.setattr(warmup, name, value)
+    monkeypatch.setattr(warmup, "greedy_accuracy",
+                        lambda model, batch, device: next(script, 0.0) if batch is task.probe_batch else 0.5)
+
+
+def _same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
 def test_warmup_keeps_the_policy_closest_to_the_target_where_it_crosses(monkeypatch):
     task = AdditionTask(CONFIG.digits, CONFIG.eval_size)
     config = replace(CONFIG, warmup_target_accuracy=0.3, warmup_steps=50)
-    probes = iter([0.1, 0.2, 0.27, 0.4])  # measured after steps 1, 2, 3, 4 (then 0.0: never reached)
-    monkeypatch.setattr(warmup, "PROBE_GATE", 1.0)  # probe after every step
-    monkeypatch.setattr(warmup, "greedy_accuracy",
-                        lambda model, batch, device: next(probes, 0.0) if batch is task.probe_batch else 0.5)
+    # probed after every step: 0.27 (step 3) is closer to 0.3 than 0.4 (step 4), so step 3 is kept
+    _scripted_warmup(monkeypatch, task, [0.1, 0.2, 0.27, 0.4], PROBE_GATE=1.0, PROBE_EVERY=1)
     model, info = warmup.train_warmup(config, 0, task)
-    # 0.27 (after step 3) is closer to 0.3 than 0.4 (after step 4): the step-3 policy is kept
     assert (info["steps"], info["probe_accuracy"]) == (3, 0.27)
-    reference, _ = warmup.train_warmup(replace(config, warmup_steps=3), 0, task)
-    for kept, three_steps in zip(model.state_dict().values(), reference.state_dict().values()):
-        assert torch.equal(kept, three_steps)
+    three_steps, info = warmup.train_warmup(replace(config, warmup_steps=3), 0, task)
+    assert info["steps"] == 3 and _same_weights(model, three_steps)
+
+
+def test_warmup_replays_a_coarse_stretch_that_jumped_past_the_target(monkeypatch):
+    task = AdditionTask(CONFIG.digits, CONFIG.eval_size)
+    config = replace(CONFIG, warmup_target_accuracy=0.3, warmup_steps=50)
+    # probed every 5 steps: 0.1 at step 5, 0.5 at step 10 (past the target) -> back to step 5, then
+    # after every step: 0.2 (6), 0.28 (7), 0.35 (8); 0.28 is closer to 0.3, so step 7 is kept
+    _scripted_warmup(monkeypatch, task, [0.1, 0.5, 0.2, 0.28, 0.35], PROBE_GATE=1.0, PROBE_EVERY=5, FINE_WINDOW=0.0)
+    model, info = warmup.train_warmup(config, 0, task)
+    assert (info["steps"], info["probe_accuracy"]) == (7, 0.28)
+    # the replayed steps 6 and 7 computed exactly what 7 steps straight through compute
+    seven_steps, _ = warmup.train_warmup(replace(config, warmup_steps=7), 0, task)
+    assert _same_weights(model, seven_steps)
 
 
 def test_every_seed_starts_next_to_the_target(tmp_path):
