@@ -31,10 +31,11 @@ import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from queue import Empty
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from openrlhf_cfpo.lab.workers import init_worker, on_step, report_progress_to
 from openrlhf_cfpo.lab.config import CellConfig, LabConfig
 from openrlhf_cfpo.lab.loop import train_cell
 from openrlhf_cfpo.lab.report import write_outputs
@@ -46,14 +47,6 @@ from openrlhf_cfpo.runinfo import atomic_output, atomic_write_json, write_run_re
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
-
-
-def _no_progress(cost: int) -> None:
-    pass
-
-
-# Called with a cell's cost after each of its RL steps (progress); set per process.
-_on_step: Callable[[int], None] = _no_progress
 
 
 class LabOutputError(ValueError):
@@ -98,10 +91,12 @@ def default_workers() -> int:
 
 
 def _warmup_job(config: LabConfig, seed: int, cache_dir: Path) -> Dict[str, Any]:
+    torch.set_num_threads(config.threads)
     return warm_start(config, seed, AdditionTask(config.digits, config.eval_size), cache_dir)[1]
 
 
 def _cell_job(config: LabConfig, cell: CellConfig, folder: Path, cache_dir: Path) -> Tuple[List[Dict], Dict]:
+    torch.set_num_threads(config.threads)
     task = AdditionTask(config.digits, config.eval_size)
     policy, _ = warm_start(config, cell.seed, task, cache_dir)
     reference = warm_start(config, cell.seed, task, cache_dir)[0] if config.kl_coef > 0 else None
@@ -110,23 +105,14 @@ def _cell_job(config: LabConfig, cell: CellConfig, folder: Path, cache_dir: Path
     started = time.perf_counter()
     with MetricsWriter(folder / "metrics.jsonl") as writer:
 
-        def on_step(metrics):
+        def record(metrics):
             writer.write(metrics)
-            _on_step(cell.cost)
+            on_step(cell.cost)
 
-        history = train_cell(config, cell, policy, task, reference=reference, on_step=on_step)
+        history = train_cell(config, cell, policy, task, reference=reference, on_step=record)
     result = {"cell": cell.name, "steps": len(history), "wall_time_s": round(time.perf_counter() - started, 2)}
     atomic_write_json(folder / "result.json", result)
     return history, result
-
-
-def _init_worker(threads: int, warning_filters: list, log_level: int, steps) -> None:
-    """A worker process: the parent's thread count, warning filters and log level; progress to ``steps``."""
-    global _on_step
-    torch.set_num_threads(threads)
-    warnings.filters[:] = warning_filters
-    logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
-    _on_step = steps.put
 
 
 # --- the sweep ---------------------------------------------------------------------------------
@@ -195,23 +181,22 @@ class _Sweep:
 
     def _run_here(self, todo: List[CellConfig]) -> None:
         """One worker: warm-ups, then the cells in sweep order, in this process."""
-        global _on_step
-        _on_step = self.bar.update
+        report_progress_to(self.bar.update)
         try:
             for seed in self.config.seeds:
                 self.warmups[seed] = _warmup_job(self.config, seed, self.cache_dir)
             for cell in todo:
                 self._finish(cell, *_cell_job(self.config, cell, self.folder(cell), self.cache_dir))
         finally:
-            _on_step = _no_progress
+            report_progress_to()
 
     def _run_in_pool(self, todo: List[CellConfig]) -> None:
         """Warm-ups first; each seed's unfinished cells, most expensive first, once its warm-up is ready."""
         context = multiprocessing.get_context("spawn")
         steps = context.Queue()
         pool = ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=context, initializer=_init_worker,
-            initargs=(self.config.threads, list(warnings.filters), logging.getLogger().level, steps),
+            max_workers=self.workers, mp_context=context, initializer=init_worker,
+            initargs=(list(warnings.filters), logging.getLogger().level, steps),
         )
         try:
             pending: Dict[Future, Any] = {
