@@ -116,8 +116,8 @@ class CellConfig:
 
 
 def stream_seed(seed: int, stream: str) -> int:
-    """The seed of one random stream of run ``seed`` ("init", "warmup_data", "prompts", "sampling",
-    "shuffle"): a hash, so that no stream of one seed replays a stream of another."""
+    """The seed of one random stream of run ``seed`` ("init", "warmup_data", "rl", "prompts",
+    "sampling", "shuffle"): a hash, so that no stream of one seed replays a stream of another."""
     return int.from_bytes(hashlib.sha256(f"{seed}/{stream}".encode()).digest()[:8], "little") >> 1
 
 

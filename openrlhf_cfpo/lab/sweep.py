@@ -140,10 +140,12 @@ def run_sweep(
 
 
 class _Sweep:
+    """One run of ``run_sweep``: loads the finished cells, runs the others, writes the outputs."""
+
     def __init__(self, config: LabConfig, out: Path, cache_dir: Path, workers: int, show_progress: Optional[bool]):
         self.config, self.out, self.cache_dir = config, out, cache_dir
         self.cells = config.cells()
-        self.workers = min(workers, len(self.cells))
+        self.workers = workers
         self.show_progress = sys.stderr.isatty() if show_progress is None else show_progress
         self.histories: Dict[str, List[Dict]] = {}
         self.results: Dict[str, Dict] = {}
@@ -171,7 +173,7 @@ class _Sweep:
                         bar_format="{l_bar}{bar}| {postfix} [{elapsed}<{remaining}]")
         self._set_postfix()
         with self.bar:
-            if self.workers == 1:
+            if min(self.workers, len(todo)) <= 1:
                 self._run_here(todo)
             else:
                 self._run_in_pool(todo)
@@ -180,7 +182,7 @@ class _Sweep:
         return write_outputs(self.out, self.config, self.cells, self.histories, self.results, warmups)
 
     def _run_here(self, todo: List[CellConfig]) -> None:
-        """One worker: warm-ups, then the cells in sweep order, in this process."""
+        """One worker (or at most one cell left): warm-ups, then the cells in sweep order, in this process."""
         report_progress_to(self.bar.update)
         try:
             for seed in self.config.seeds:
@@ -195,7 +197,7 @@ class _Sweep:
         context = multiprocessing.get_context("spawn")
         steps = context.Queue()
         pool = ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=context, initializer=init_worker,
+            max_workers=min(self.workers, len(todo)), mp_context=context, initializer=init_worker,
             initargs=(list(warnings.filters), logging.getLogger().level, steps),
         )
         try:
