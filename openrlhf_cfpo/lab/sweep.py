@@ -38,7 +38,6 @@ import torch
 from openrlhf_cfpo.lab.workers import init_worker, on_step, report_progress_to
 from openrlhf_cfpo.lab.config import CellConfig, LabConfig
 from openrlhf_cfpo.lab.loop import train_cell
-from openrlhf_cfpo.lab.report import write_outputs
 from openrlhf_cfpo.lab.task import AdditionTask
 from openrlhf_cfpo.lab.warmup import warm_start
 from openrlhf_cfpo.reporting.metrics import MetricsWriter, read_metrics_jsonl
@@ -156,6 +155,8 @@ class _Sweep:
 
     def run(self) -> Dict[str, Any]:
         from tqdm.auto import tqdm
+
+        from openrlhf_cfpo.lab.report import write_outputs  # matplotlib: not in the workers
 
         todo = []
         for cell in self.cells:

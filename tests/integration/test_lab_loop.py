@@ -194,11 +194,3 @@ def test_warmup_replays_a_coarse_stretch_that_jumped_past_the_target(monkeypatch
     seven_steps, _ = warmup.train_warmup(replace(config, warmup_steps=7), 0, task)
     assert _same_weights(model, seven_steps)
 
-
-def test_every_seed_starts_next_to_the_target(tmp_path):
-    config = replace(CONFIG, warmup_target_accuracy=0.3)
-    task = AdditionTask(config.digits, config.eval_size)
-    for seed in (0, 1, 2, 3):
-        _, info = warm_start(config, seed, task, tmp_path)
-        assert 0 < info["steps"] < config.warmup_steps
-        assert abs(info["probe_accuracy"] - 0.3) <= warmup.START_TOLERANCE
