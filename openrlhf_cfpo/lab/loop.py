@@ -2,9 +2,10 @@
 
 Each step samples G responses for each of a batch of prompts, scores them, computes advantages
 (eq. 9 or 10), then makes ``iterations`` passes over that rollout batch in ``batch_ratio``
-shuffled mini-batches, one AdamW update each, and measures held-out greedy accuracy. The surrogate is looked up in
-``openrlhf_cfpo.objectives`` by name; the lab only reduces its per-token loss (token mean per
-mini-batch) and averages every metric over the step's updates weighted by token count.
+shuffled mini-batches, one AdamW update each, and measures held-out greedy accuracy. The
+surrogate is looked up in ``openrlhf_cfpo.objectives`` by name; the lab only reduces its per-token
+loss (token mean per mini-batch) and averages every metric over the step's updates weighted by
+token count.
 """
 
 from __future__ import annotations
