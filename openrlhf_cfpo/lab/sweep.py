@@ -27,7 +27,6 @@ import os
 import shutil
 import sys
 import time
-import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from queue import Empty
@@ -35,7 +34,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from openrlhf_cfpo.lab.workers import init_worker, on_step, report_progress_to
+from openrlhf_cfpo.lab.workers import init_worker, on_step, portable_warning_filters, report_progress_to
 from openrlhf_cfpo.lab.config import CellConfig, LabConfig
 from openrlhf_cfpo.lab.loop import train_cell
 from openrlhf_cfpo.lab.task import AdditionTask
@@ -199,7 +198,7 @@ class _Sweep:
         steps = context.Queue()
         pool = ProcessPoolExecutor(
             max_workers=min(self.workers, len(todo)), mp_context=context, initializer=init_worker,
-            initargs=(list(warnings.filters), logging.getLogger().level, steps),
+            initargs=(portable_warning_filters(), logging.getLogger().level, steps),
         )
         try:
             pending: Dict[Future, Any] = {

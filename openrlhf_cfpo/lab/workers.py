@@ -30,6 +30,14 @@ def report_progress_to(callback: Callable[[int], None] = _no_progress) -> None:
     _progress = callback
 
 
+def portable_warning_filters() -> list:
+    """This process's warning filters that a worker can take before it imports anything: those with
+    a builtin category. Unpickling any other category imports its module first (torch's
+    TracerWarning imports torch, whose import warns); such a module adds its own filters again when
+    the worker imports it."""
+    return [f for f in warnings.filters if f[2].__module__ == "builtins"]
+
+
 def init_worker(warning_filters: list, log_level: int, steps) -> None:
     """A worker process: the parent's warning filters and log level; progress onto the ``steps`` queue."""
     warnings.filters[:] = warning_filters

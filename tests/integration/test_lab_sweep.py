@@ -94,9 +94,17 @@ def test_aggregates_and_paired_differences_follow_the_cells(quick_run):
 
 
 def test_worker_count_does_not_change_a_byte(quick_run, tmp_path, capfd):
+    import warnings
+
+    import torch
+
     # two worker processes and a fresh warm-up cache, against one in-process worker
     out = tmp_path / "two_workers"
-    assert _lab("--workers", "2", "--out", out, "--cache-dir", tmp_path / "cache") == 0
+    with warnings.catch_warnings():
+        # as after `import torch` in the command: a filter whose category lives in torch (which a
+        # worker must not unpickle before it applies the filters: importing torch warns)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        assert _lab("--workers", "2", "--out", out, "--cache-dir", tmp_path / "cache") == 0
     # the workers import torch after taking this process's warning filters (no pynvml FutureWarning)
     assert "Warning" not in capfd.readouterr().err
     for name in ("metrics.jsonl", "summary.json", "warmup.json"):
