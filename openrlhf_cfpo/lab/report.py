@@ -84,7 +84,8 @@ def _groups(cells: Sequence[Dict], keys: Tuple[str, ...]) -> Dict[Tuple, List[Di
 def aggregate(cells: Sequence[Dict]) -> List[Dict]:
     """Per (objective, iterations, batch ratio): mean and t-interval over seeds of ``AGGREGATED``."""
     rows = []
-    for (objective, iterations, batch_ratio), group in _groups(cells, ("objective", "iterations", "batch_ratio")).items():
+    by_setting = _groups(cells, ("objective", "iterations", "batch_ratio"))
+    for (objective, iterations, batch_ratio), group in by_setting.items():
         row = {"objective": objective, "iterations": iterations, "batch_ratio": batch_ratio,
                "n_seeds": len(group), "seeds": [c["seed"] for c in group]}
         for name in AGGREGATED:
@@ -168,7 +169,9 @@ def dynamics_figure_name(batch_ratios: Sequence[int], batch_ratio: int) -> str:
     return "dynamics.png" if len(batch_ratios) == 1 else f"dynamics_br{batch_ratio}.png"
 
 
-def write_figures(out: Path, config: LabConfig, cells: Sequence[CellConfig], histories: Dict[str, List[Dict]]) -> List[str]:
+def write_figures(
+    out: Path, config: LabConfig, cells: Sequence[CellConfig], histories: Dict[str, List[Dict]]
+) -> List[str]:
     """figures/objective_vs_ratio.png and one dynamics grid per batch ratio; returns the notes of
     empty figure cells."""
     folder = out / "figures"
@@ -240,7 +243,8 @@ def results_table(summary: Dict, batch_ratio: int) -> str:
         for r in (r for r in rows if r["objective"] == objective):
             peak = peaks[(objective, r["iterations"])]
             lines.append(
-                f"| + {name}-iteration {r['iterations']} | {_mean_pm(r['final_accuracy_mean'], r['final_accuracy_ci'])} "
+                f"| + {name}-iteration {r['iterations']} "
+                f"| {_mean_pm(r['final_accuracy_mean'], r['final_accuracy_ci'])} "
                 f"| {_mean_pm(*peak)} | {_mean_pm(r['final_entropy_mean'], r['final_entropy_ci'], 1, 3)} "
                 f"| {_mean_pm(r['max_clip_ratio_mean'], r['max_clip_ratio_ci'], 1, 3)} "
                 f"| {r['n_collapsed']}/{r['n_seeds']} |"
@@ -253,8 +257,8 @@ def paired_table(summary: Dict) -> str:
              "| verdict |", "|---:|---:|---:|---:|---|---:|---|"]
     for p in summary["paired"]:
         per_seed = ", ".join(_points(d) for d in p["diffs"])
-        lines.append(f"| {p['iterations']} | {p['batch_ratio']} | {_points(p['diff_mean'])} | {_ci_points(p['diff_ci'])} "
-                     f"| {per_seed} | {p['cfpo_ahead']}/{p['n_seeds']} | {p['verdict']} |")
+        lines.append(f"| {p['iterations']} | {p['batch_ratio']} | {_points(p['diff_mean'])} "
+                     f"| {_ci_points(p['diff_ci'])} | {per_seed} | {p['cfpo_ahead']}/{p['n_seeds']} | {p['verdict']} |")
     return "\n".join(lines)
 
 
@@ -274,7 +278,8 @@ def verdict_paragraph(summary: Dict) -> str:
             chosen = [p for p in rows if p["verdict"] == key]
             if chosen:
                 parts.append(text + " " + ", ".join(
-                    f"{p['iterations']} ({_points(p['diff_mean'])} points, {_ci_points(p['diff_ci'])})" for p in chosen))
+                    f"{p['iterations']} ({_points(p['diff_mean'])} points, {_ci_points(p['diff_ci'])})"
+                    for p in chosen))
         identical = [p for p in rows if p["verdict"] == "identical"]
         if identical:
             on_policy = any(p["iterations"] == 1 and batch_ratio == 1 for p in identical)
@@ -309,7 +314,8 @@ def _cells_table(cells: List[Dict]) -> str:
              "| max clip ratio | final reward | collapsed |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for c in cells:
         lines.append(
-            f"| {c['objective']} | {c['iterations']} | {c['batch_ratio']} | {c['seed']} | {_pct(c['initial_accuracy'])} "
+            f"| {c['objective']} | {c['iterations']} | {c['batch_ratio']} | {c['seed']} "
+            f"| {_pct(c['initial_accuracy'])} "
             f"| {_pct(c['final_accuracy'])} | {_pct(c['peak_accuracy'])} ({c['peak_step']}) | {c['final_entropy']:.3f} "
             f"| {c['max_clip_ratio']:.3f} | {c['final_reward']:.3f} | {'yes' if c['collapsed'] else 'no'} |"
         )

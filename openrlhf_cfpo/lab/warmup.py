@@ -5,9 +5,9 @@ Cold-starting RL from a random policy gives all-zero rewards; a brief supervised
 task's own answers gives a policy that is right sometimes. The warm-up stops at the step where its
 greedy accuracy on the task's probe problems (training problems, never held-out ones) crosses
 ``warmup_target_accuracy``, so every seed starts RL next to it: the loss drops abruptly at a seed-
-and processor-dependent step, and checking only every so many steps could stop well past the target. The checkpoint is keyed by a hash of the
-seed, the fields in ``WARMUP_FIELDS`` and this module's format version, so a change to any of them
-trains a new one.
+and processor-dependent step, and checking only every so many steps could stop well past the
+target. The checkpoint is keyed by a hash of the seed, the fields in ``WARMUP_FIELDS`` and this
+module's format version, so a change to any of them trains a new one.
 """
 
 from __future__ import annotations

@@ -14,5 +14,6 @@ def quick_lab(tmp_path_factory) -> SimpleNamespace:
 
     root: Path = tmp_path_factory.mktemp("quick_lab")
     out, cache = root / "out", root / "cache"
-    assert main(["lab", "--quick", "--no-progress", "--workers", "1", "--out", str(out), "--cache-dir", str(cache)]) == 0
+    argv = ["lab", "--quick", "--no-progress", "--workers", "1", "--out", str(out), "--cache-dir", str(cache)]
+    assert main(argv) == 0
     return SimpleNamespace(out=out, cache=cache)

@@ -13,7 +13,7 @@ from openrlhf_cfpo import objectives
 from openrlhf_cfpo.lab import warmup
 from openrlhf_cfpo.lab.config import CellConfig, LabConfig, quick
 from openrlhf_cfpo.lab.loop import train_cell
-from openrlhf_cfpo.lab.model import build_policy, greedy_accuracy, sample
+from openrlhf_cfpo.lab.model import greedy_accuracy, sample
 from openrlhf_cfpo.lab.task import AdditionTask
 from openrlhf_cfpo.lab.warmup import warm_start
 

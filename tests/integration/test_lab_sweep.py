@@ -43,7 +43,8 @@ def test_quick_sweep_writes_every_output(quick_run):
     for line in lines:
         assert ISSUE_METRIC_KEYS <= set(line) and set(line) == set(METRIC_KEYS)
         assert all(value is not None for value in line.values())
-    assert [f"{l['objective']}-it{l['iterations']}-br{l['batch_ratio']}-seed{l['seed']}" for l in lines[::steps]] == CELLS
+    names = [f"{l['objective']}-it{l['iterations']}-br{l['batch_ratio']}-seed{l['seed']}" for l in lines[::steps]]
+    assert names == CELLS
     assert sorted(p.name for p in (quick_run / "cells").iterdir()) == sorted(CELLS)
 
     summary = json.loads((quick_run / "summary.json").read_text())
