@@ -23,7 +23,8 @@ $(STAMP): setup.py requirements/openrlhf-cpu.txt requirements/cpu-constraints.tx
 test: $(STAMP)
 	$(PY) -m pytest
 
-# The CPU lab with its defaults: ppo,cfpo x iterations 1,2,4,8,16 into runs/lab/<timestamp> (docs/lab.md).
+# The CPU lab with its defaults: 3 seeds x ppo,cfpo x iterations 1,2,4,8,16, one worker process per CPU,
+# into runs/lab/<timestamp> (docs/lab.md).
 demo: $(STAMP)
 	$(PY) -m openrlhf_cfpo.cli lab
 

@@ -23,6 +23,7 @@ setup(
         "matplotlib",
         "pyyaml",
         "tqdm",
+        "scipy",  # the lab's t-intervals over seeds (already installed with the eval extra)
         "tensorboard",  # openrlhf-cfpo report reads OpenRLHF's event files
         "math-verify==0.9.0",
     ],

@@ -1,9 +1,10 @@
 """The CPU lab: PPO-clip vs CFPO under sample reuse, at toy scale, in minutes.
 
 A tiny Llama learns 2-digit addition by RL with a verifiable reward (after a short supervised
-warm-up, cached), once per (objective, iterations) cell with everything else shared. Writes
-metrics.jsonl, summary.json, report.md and figures/ to --out; rerunning with the same settings
-and --out resumes a killed sweep. See docs/lab.md.
+warm-up per seed, cached), once per (objective, iterations, batch ratio, seed) cell with everything
+else shared, in --workers processes. Writes metrics.jsonl, summary.json (with means and t-intervals
+over seeds, and CFPO-minus-PPO differences paired by seed), report.md and figures/ to --out;
+rerunning with the same settings and --out resumes a killed sweep. See docs/lab.md.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ def add_arguments(parser) -> None:
     add = parser.add_argument
     add("--objectives", help="comma-separated objectives from openrlhf_cfpo.objectives [ppo,cfpo]")
     add("--iterations", help="comma-separated sample-reuse counts, passes over each rollout batch [1,2,4,8,16]")
-    add("--batch-ratio", type=int, help="mini-batch updates per pass: rollout batch / mini-batch size [1]")
+    add("--batch-ratio", help="comma-separated mini-batch updates per pass: rollout batch / mini-batch size [1]")
+    add("--seeds", help="comma-separated seeds, one run per cell each (model init, data, sampling, order) [0,1,2]")
+    add("--workers", help="processes running cells, one torch thread each [the CPU count]")
     add("--advantage", help="group_norm (eq. 9) or rloo (eq. 10) [group_norm]")
-    add("--seed", type=int, help="seed of model init, data, sampling and mini-batch order [0]")
     add("--steps", type=int, help="RL steps per cell [100; 3 with --quick]")
     add("--eps", type=float, help="trust-region half-width for both sides [0.2]")
     add("--kl-coef", type=float, help="beta: k3 KL penalty to the warm-up policy [0]")
@@ -39,18 +41,22 @@ def add_arguments(parser) -> None:
     add("--out", type=Path, help="output folder; rerun with the same settings to resume [runs/lab/<timestamp>]")
     add("--cache-dir", type=Path,
         help="warm-up checkpoint cache [$XDG_CACHE_HOME/openrlhf-cfpo/lab or ~/.cache/openrlhf-cfpo/lab]")
-    add("--no-progress", action="store_true", help="no progress bar (it shows on a terminal only)")
+    add("--no-progress", action="store_true",
+        help="one log line per finished cell instead of the progress bar (the bar shows on a terminal only)")
 
 
 def _names(text: str):
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _int_list(text: str):
-    try:
-        return tuple(int(part) for part in _names(text))
-    except ValueError:
-        raise ValueError(f"--iterations takes comma-separated integers, e.g. --iterations 1,4; got {text!r}") from None
+def _int_list(flag: str):
+    def convert(text: str):
+        try:
+            return tuple(int(part) for part in _names(text))
+        except ValueError:
+            raise ValueError(f"{flag} takes comma-separated integers, e.g. {flag} 1,4; got {text!r}") from None
+
+    return convert
 
 
 def build_config(args):
@@ -61,8 +67,9 @@ def build_config(args):
 
     config = quick(LabConfig()) if args.quick else LabConfig()
     flags = {
-        "objectives": (args.objectives, _names), "iterations_list": (args.iterations, _int_list),
-        "batch_ratio": (args.batch_ratio, None), "advantage": (args.advantage, None), "seed": (args.seed, None),
+        "objectives": (args.objectives, _names), "iterations_list": (args.iterations, _int_list("--iterations")),
+        "batch_ratios": (args.batch_ratio, _int_list("--batch-ratio")), "seeds": (args.seeds, _int_list("--seeds")),
+        "advantage": (args.advantage, None),
         "steps": (args.steps, None), "kl_coef": (args.kl_coef, None), "lr": (args.lr, None),
         "device": (args.device, None), "threads": (args.threads, None),
         "eps_low": (args.eps, None), "eps_high": (args.eps, None),
@@ -79,26 +86,38 @@ def build_config(args):
     return config
 
 
+def _workers(text: str) -> int:
+    try:
+        workers = int(text)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise ValueError(f"--workers takes a number of processes >= 1, e.g. --workers 2; got {text!r}")
+    return workers
+
+
 def _error(err: Exception) -> int:
     print(f"openrlhf-cfpo lab: error: {err}", file=sys.stderr)
     return 2
 
 
 def run(args, passthrough) -> int:
-    from openrlhf_cfpo.lab.sweep import LabOutputError, run_sweep
+    from openrlhf_cfpo.lab.report import results_markdown
+    from openrlhf_cfpo.lab.sweep import LabOutputError, default_workers, run_sweep
 
     out = args.out or Path("runs") / "lab" / time.strftime("%Y%m%d-%H%M%S")
     try:
+        workers = default_workers() if args.workers is None else _workers(args.workers)
         config = build_config(args)
     except ValueError as err:
         return _error(err)
+    started = time.perf_counter()
     try:
-        summary = run_sweep(config, out, args.cache_dir or _default_cache_dir(),
+        summary = run_sweep(config, out, args.cache_dir or _default_cache_dir(), workers=workers,
                             show_progress=False if args.no_progress else None)
     except LabOutputError as err:  # raised before any training starts
         return _error(err)
-    report = (out / "report.md").read_text(encoding="utf-8")
-    table = "\n".join(line for line in report.splitlines() if line.startswith("|"))
-    print(table)
-    print(f"\n{len(summary['cells'])} cells in {summary['wall_time_s']:.0f} s; report: {out / 'report.md'}")
+    print(results_markdown(summary, config.batch_ratios))
+    print(f"\n{len(summary['cells'])} cells, {workers} worker(s), {time.perf_counter() - started:.0f} s; "
+          f"report: {out / 'report.md'}")
     return 0

@@ -12,9 +12,18 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 from typing import List, Optional
 
 SUBCOMMANDS = ("train", "lab", "eval", "report")
+DEPRECATIONS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+def quiet_third_party_deprecations() -> None:
+    """Hide deprecation warnings raised outside this package (e.g. torch importing pynvml): they
+    concern our dependencies' dependencies and say nothing about the run. `--verbose` keeps them."""
+    for category in DEPRECATIONS:
+        warnings.filterwarnings("ignore", category=category, module=r"(?!openrlhf_cfpo)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=module.HELP, description=module.__doc__, **getattr(module, "PARSER_KWARGS", {})
         )
         module.add_arguments(sub)
+        sub.add_argument("--verbose", action="store_true", help="also show third-party deprecation warnings")
         sub.set_defaults(_module=module)
     return parser
 
@@ -38,6 +48,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args, passthrough = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     module = args._module
+    if not args.verbose:
+        quiet_third_party_deprecations()
     if passthrough and not getattr(module, "PASSTHROUGH", False):
         parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
     return module.run(args, passthrough)

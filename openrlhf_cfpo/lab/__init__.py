@@ -9,6 +9,7 @@ sample-reuse settings and writes metrics, a summary, figures and a report.
     model    the tiny policy: build, sample, log-probs, held-out accuracy
     warmup   supervised warm-up with an on-disk cache
     loop     one cell: the RL loop
-    sweep    every cell of a sweep into one output folder, resumable
-    report   summary.json, report.md and the figures
+    sweep    every cell of a sweep into one output folder, in worker processes, resumable
+    workers  the worker processes' set-up (light: runs before torch is imported)
+    report   summary.json (with intervals over seeds), report.md and the figures
 """

@@ -1,14 +1,16 @@
 """Hyper-parameters of the lab, one dataclass with one line of documentation per field.
 
-``LabConfig`` describes one sweep: every field except ``objectives`` and ``iterations_list`` is
-shared by all its cells, so PPO and CFPO get the same seeds, data order and everything else.
-``WARMUP_FIELDS`` are the fields that determine the warm-up checkpoint (its cache key).
+``LabConfig`` describes one sweep, a grid of cells (objective x iterations x batch ratio x seed):
+every other field is shared by all its cells, and a seed fixes the warm-up policy, the problems and
+the random draws, so PPO and CFPO with the same seed differ in their objective only.
+``WARMUP_FIELDS`` are the fields that, with the seed, determine a warm-up checkpoint (its cache key).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 from openrlhf_cfpo.lab.task import check_task_size
 from openrlhf_cfpo.objectives import OBJECTIVES, check_trust_region
@@ -22,12 +24,12 @@ class LabConfig:
     """surrogates from openrlhf_cfpo.objectives: "ppo" = PPO-clip/GRPO eq. (6), "cfpo" = eqs. (7)-(8)"""
     iterations_list: Tuple[int, ...] = (1, 2, 4, 8, 16)
     """sample reuse: optimisation passes over each rollout batch (TRL num_iterations, OpenRLHF max_epochs)"""
-    batch_ratio: int = 1
+    batch_ratios: Tuple[int, ...] = (1,)
     """mini-batches per pass = rollout batch / mini-batch size; policy updates per rollout = iterations x this"""
+    seeds: Tuple[int, ...] = (0, 1, 2)
+    """one run per seed; a seed fixes model init, warm-up data, rollout prompts, sampling and mini-batch order"""
     advantage: str = "group_norm"
     """advantage estimator: "group_norm" (eq. 9, GRPO) or "rloo" (eq. 10, leave-one-out baseline)"""
-    seed: int = 0
-    """seeds model init, warm-up data, rollout prompts, sampling and mini-batch shuffles"""
     steps: int = 100
     """RL steps per cell; each samples one rollout batch and then optimises on it"""
     prompts_per_step: int = 16
@@ -57,7 +59,7 @@ class LabConfig:
     warmup_steps: int = 3000
     """most supervised warm-up steps before RL (it stops earlier at warmup_target_accuracy)"""
     warmup_target_accuracy: float = 0.3
-    """warm-up stops once greedy accuracy on training problems reaches this, so rewards start mixed"""
+    """warm-up stops where greedy accuracy on training problems crosses this, so rewards start mixed"""
     warmup_batch_size: int = 64
     """problems per supervised warm-up step"""
     warmup_lr: float = 3e-3
@@ -67,17 +69,17 @@ class LabConfig:
     threads: int = 1
     """torch CPU threads; 1 gives the same numbers on any machine and stays fast on busy shared cores"""
 
-    def cell(self, objective: str, iterations: int) -> "CellConfig":
-        return CellConfig(objective=objective, iterations=iterations, batch_ratio=self.batch_ratio, seed=self.seed)
-
-    def cells(self):
-        """Every (objective, iterations) cell, iteration counts outermost so a partial sweep pairs up."""
-        return [self.cell(o, k) for k in self.iterations_list for o in self.objectives]
+    def cells(self) -> List["CellConfig"]:
+        """Every cell in sweep order: batch ratio, then iterations, then seed, then objective."""
+        return [
+            CellConfig(objective=o, iterations=k, batch_ratio=b, seed=s)
+            for b in self.batch_ratios for k in self.iterations_list for s in self.seeds for o in self.objectives
+        ]
 
     def to_dict(self) -> Dict[str, Any]:
         data = asdict(self)
-        data["objectives"] = list(self.objectives)
-        data["iterations_list"] = list(self.iterations_list)
+        for key in LIST_FIELDS:
+            data[key] = list(data[key])
         return data
 
     @classmethod
@@ -87,7 +89,7 @@ class LabConfig:
         if unknown:
             raise ValueError(f"unknown lab config keys: {', '.join(unknown)}")
         data = dict(data)
-        for key in ("objectives", "iterations_list"):
+        for key in LIST_FIELDS:
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)
@@ -104,24 +106,46 @@ class CellConfig:
 
     @property
     def name(self) -> str:
-        return f"{self.objective}-it{self.iterations}"
+        return f"{self.objective}-it{self.iterations}-br{self.batch_ratio}-seed{self.seed}"
+
+    @property
+    def cost(self) -> int:
+        """Relative cost of one RL step: sampling and evaluation (about one full-batch update) plus
+        ``iterations`` passes over the rollout batch."""
+        return 1 + self.iterations
 
 
+def stream_seed(seed: int, stream: str) -> int:
+    """The seed of one random stream of run ``seed`` ("init", "warmup_data", "rl", "prompts",
+    "sampling", "shuffle"): a hash, so that no stream of one seed replays a stream of another."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{stream}".encode()).digest()[:8], "little") >> 1
+
+
+LIST_FIELDS = ("objectives", "iterations_list", "batch_ratios", "seeds")
 WARMUP_FIELDS = (
-    "seed", "digits", "hidden_size", "num_layers", "num_heads", "warmup_steps", "warmup_target_accuracy",
+    "digits", "hidden_size", "num_layers", "num_heads", "warmup_steps", "warmup_target_accuracy",
     "warmup_batch_size", "warmup_lr", "eval_size", "device", "threads",
 )
 
 # `--quick`: a tiny model, warm-up and RL run for tests and smoke checks (well under a minute).
 QUICK = dict(
     steps=3, prompts_per_step=4, group_size=4, eval_size=20, digits=1, hidden_size=32,
-    num_layers=1, num_heads=2, warmup_steps=40, warmup_batch_size=32,
+    num_layers=1, num_heads=2, warmup_steps=200, warmup_batch_size=32,
 )
 
 
 def quick(config: LabConfig) -> LabConfig:
     """``config`` with the tiny `--quick` settings."""
     return replace(config, **QUICK)
+
+
+def _check_list(flag: str, values: Tuple[int, ...], minimum: int, example: str) -> None:
+    if not values:
+        raise ValueError(f"{flag} is empty; give at least one value, e.g. {flag} {example}")
+    if any(v < minimum for v in values):
+        raise ValueError(f"{flag} must all be >= {minimum}; got {list(values)}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{flag} lists a value twice ({list(values)}); give each once")
 
 
 def validate(config: LabConfig) -> None:
@@ -133,14 +157,9 @@ def validate(config: LabConfig) -> None:
             raise ValueError(f"--objectives: unknown objective {name!r}; choose from: {', '.join(OBJECTIVES)}")
     if len(set(config.objectives)) != len(config.objectives):
         raise ValueError("--objectives lists an objective twice; give each once")
-    if not config.iterations_list:
-        raise ValueError("--iterations is empty; give at least one count >= 1, e.g. --iterations 1,4")
-    if any(k < 1 for k in config.iterations_list):
-        raise ValueError(
-            f"--iterations must all be >= 1 (passes over each rollout batch); got {list(config.iterations_list)}"
-        )
-    if len(set(config.iterations_list)) != len(config.iterations_list):
-        raise ValueError("--iterations lists a count twice; give each once")
+    _check_list("--iterations", config.iterations_list, 1, "1,4")
+    _check_list("--batch-ratio", config.batch_ratios, 1, "1,4")
+    _check_list("--seeds", config.seeds, 0, "0,1,2")
     if config.advantage not in ADVANTAGE_ESTIMATORS:
         raise ValueError(f"--advantage must be one of {', '.join(ADVANTAGE_ESTIMATORS)}; got {config.advantage!r}")
     try:
@@ -148,11 +167,12 @@ def validate(config: LabConfig) -> None:
     except ValueError as err:
         raise ValueError(f"--eps: {err}") from None
     rollout = config.prompts_per_step * config.group_size
-    if config.batch_ratio < 1 or rollout % config.batch_ratio:
-        raise ValueError(
-            f"--batch-ratio must be >= 1 and divide the rollout batch of {rollout} responses "
-            f"(prompts_per_step x group_size); got {config.batch_ratio}"
-        )
+    for ratio in config.batch_ratios:
+        if rollout % ratio:
+            raise ValueError(
+                f"--batch-ratio must divide the rollout batch of {rollout} responses "
+                f"(prompts_per_step x group_size); got {ratio}"
+            )
     if config.group_size < 2:
         raise ValueError(
             f"group_size must be >= 2 (advantages compare responses to one prompt); got {config.group_size}"

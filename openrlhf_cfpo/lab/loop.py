@@ -2,9 +2,10 @@
 
 Each step samples G responses for each of a batch of prompts, scores them, computes advantages
 (eq. 9 or 10), then makes ``iterations`` passes over that rollout batch in ``batch_ratio``
-shuffled mini-batches, one AdamW update each. The surrogate is looked up in
-``openrlhf_cfpo.objectives`` by name; the lab only reduces its per-token loss (token mean per
-mini-batch) and averages every metric over the step's updates weighted by token count.
+shuffled mini-batches, one AdamW update each, and measures held-out greedy accuracy. The
+surrogate is looked up in ``openrlhf_cfpo.objectives`` by name; the lab only reduces its per-token
+loss (token mean per mini-batch) and averages every metric over the step's updates weighted by
+token count.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Callable, Dict, List, Optional
 import torch
 from transformers import LlamaForCausalLM
 
-from openrlhf_cfpo.lab.config import CellConfig, LabConfig
-from openrlhf_cfpo.lab.model import generate, greedy_accuracy, response_log_probs
+from openrlhf_cfpo.lab.config import CellConfig, LabConfig, stream_seed
+from openrlhf_cfpo.lab.model import greedy_accuracy, response_log_probs, sample
 from openrlhf_cfpo.lab.task import AdditionTask, response_mask
 from openrlhf_cfpo.objectives import bounded_ratio, get_objective, trust_region_stats
 
@@ -96,61 +97,70 @@ def train_cell(
 
     # Seeding, in one place: prompts, sampling and mini-batch order depend only on the seed, so
     # every objective and reuse setting sees the same problems and the same random draws.
-    torch.manual_seed(cell.seed)
-    prompt_rng = torch.Generator().manual_seed(cell.seed + 1)
-    sampling_rng = torch.Generator(device=device).manual_seed(cell.seed + 2)
-    shuffle_rng = torch.Generator().manual_seed(cell.seed + 3)
+    torch.manual_seed(stream_seed(cell.seed, "rl"))
+    prompt_rng = torch.Generator().manual_seed(stream_seed(cell.seed, "prompts"))
+    sampling_rng = torch.Generator(device=device).manual_seed(stream_seed(cell.seed, "sampling"))
+    shuffle_rng = torch.Generator().manual_seed(stream_seed(cell.seed, "shuffle"))
 
     optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=0.0)
     n_responses = config.prompts_per_step * config.group_size
     history = []
     for step in range(1, config.steps + 1):
         # 1. Rollout: G responses per prompt from the current policy, scored by the verifier.
-        problems = task.sample(config.prompts_per_step, prompt_rng).repeat_each(config.group_size)
-        prompts = problems.prompts.to(device)
+        problems = task.sample(config.prompts_per_step, prompt_rng)
         policy.eval()
-        responses = generate(policy, prompts, task.max_new_tokens, sampling_rng)
+        responses = sample(policy, problems.prompts.to(device), config.group_size, task.max_new_tokens, sampling_rng)
+        problems = problems.repeat_each(config.group_size)
+        prompts = problems.prompts.to(device)
         mask = response_mask(responses)
         rewards = task.rewards(problems, responses.cpu())
         advantages = compute_advantages(rewards, config.group_size, config.advantage).to(device)
         advantages = advantages[:, None].expand_as(mask).contiguous()
-        with torch.no_grad():
-            old_log_probs, _ = response_log_probs(policy, prompts, responses)
-            ref_log_probs = response_log_probs(reference, prompts, responses)[0] if config.kl_coef > 0 else None
 
-        # 2. Optimisation: `iterations` passes, `batch_ratio` shuffled mini-batches per pass.
+        # 2. Optimisation: `iterations` passes, each over `batch_ratio` shuffled mini-batches.
+        passes = [torch.randperm(n_responses, generator=shuffle_rng).to(device).chunk(cell.batch_ratio)
+                  for _ in range(cell.iterations)]
+        batches = [batch for one_pass in passes for batch in one_pass]
+        # log π_old: the first update's own forward pass gives its rows (the policy has not moved
+        # yet); the first pass's other mini-batches are evaluated now, before any update.
+        old_log_probs = torch.empty(mask.shape, device=device)
+        with torch.no_grad():
+            if cell.batch_ratio > 1:
+                later = torch.cat(passes[0][1:])
+                old_log_probs[later] = response_log_probs(policy, prompts[later], responses[later])[0]
+            ref_log_probs = response_log_probs(reference, prompts, responses)[0] if config.kl_coef > 0 else None
         policy.train()
         means = TokenWeightedMeans()
-        for _ in range(cell.iterations):
-            order = torch.randperm(n_responses, generator=shuffle_rng).to(device)
-            for batch in order.chunk(cell.batch_ratio):
-                log_probs, entropy = response_log_probs(policy, prompts[batch], responses[batch])
-                ratio = bounded_ratio(log_probs, old_log_probs[batch])
-                batch_mask, batch_adv = mask[batch], advantages[batch]
-                token_loss = objective(ratio, batch_adv, config.eps_low, config.eps_high)
-                if ref_log_probs is not None:
-                    token_loss = token_loss + config.kl_coef * k3_kl(log_probs, ref_log_probs[batch])
-                n_tokens = batch_mask.sum()
-                loss = (token_loss * batch_mask).sum() / n_tokens
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
-                optimizer.step()
+        for index, batch in enumerate(batches):
+            log_probs, entropy = response_log_probs(policy, prompts[batch], responses[batch])
+            if index == 0:
+                old_log_probs[batch] = log_probs.detach()
+            ratio = bounded_ratio(log_probs, old_log_probs[batch])
+            batch_mask, batch_adv = mask[batch], advantages[batch]
+            token_loss = objective(ratio, batch_adv, config.eps_low, config.eps_high)
+            if ref_log_probs is not None:
+                token_loss = token_loss + config.kl_coef * k3_kl(log_probs, ref_log_probs[batch])
+            n_tokens = batch_mask.sum()
+            loss = (token_loss * batch_mask).sum() / n_tokens
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+            optimizer.step()
 
-                stats = trust_region_stats(ratio.detach(), batch_adv, batch_mask, config.eps_low, config.eps_high)
-                means.add(
-                    n_tokens.item(),
-                    {
-                        "loss": loss.item(),
-                        "clip_ratio": stats["clip_ratio"].item(),
-                        "ratio_mean": stats["ratio_mean"].item(),
-                        "policy_kl": _masked_mean(old_log_probs[batch] - log_probs, batch_mask),
-                        "entropy": _masked_mean(entropy, batch_mask),
-                        "grad_norm": grad_norm.item(),
-                    },
-                    ratio_max=stats["ratio_max"].item(),
-                    ratio_min=stats["ratio_min"].item(),
-                )
+            stats = trust_region_stats(ratio.detach(), batch_adv, batch_mask, config.eps_low, config.eps_high)
+            means.add(
+                n_tokens.item(),
+                {
+                    "loss": loss.item(),
+                    "clip_ratio": stats["clip_ratio"].item(),
+                    "ratio_mean": stats["ratio_mean"].item(),
+                    "policy_kl": _masked_mean(old_log_probs[batch] - log_probs, batch_mask),
+                    "entropy": _masked_mean(entropy, batch_mask),
+                    "grad_norm": grad_norm.item(),
+                },
+                ratio_max=stats["ratio_max"].item(),
+                ratio_min=stats["ratio_min"].item(),
+            )
 
         policy.eval()
         metrics = {
@@ -160,7 +170,7 @@ def train_cell(
             "seed": cell.seed,
             "step": step,
             "reward_mean": rewards.mean().item(),
-            "accuracy": greedy_accuracy(policy, task, task.heldout, device),
+            "accuracy": greedy_accuracy(policy, task.heldout_batch, device),
             "response_length_mean": mask.sum(dim=1).mean().item(),
             **means.result(),
         }

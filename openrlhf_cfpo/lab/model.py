@@ -1,13 +1,14 @@
-"""The tiny policy: a few-layer transformers Llama built from a config, plus sampling and log-probs."""
+"""The tiny policy: a few-layer transformers Llama built from a config, plus sampling, log-probs and
+greedy accuracy."""
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from openrlhf_cfpo.lab.task import BOS_ID, EOS_ID, VOCAB, AdditionTask, Problems
+from openrlhf_cfpo.lab.task import BOS_ID, EOS_ID, VOCAB
 
 
 def build_policy(hidden_size: int, num_layers: int, num_heads: int, max_length: int) -> LlamaForCausalLM:
@@ -29,24 +30,29 @@ def build_policy(hidden_size: int, num_layers: int, num_heads: int, max_length: 
 
 
 @torch.no_grad()
-def generate(
-    model: LlamaForCausalLM, prompts: torch.Tensor, max_new_tokens: int, generator: Optional[torch.Generator]
+def sample(
+    model: LlamaForCausalLM, prompts: torch.Tensor, group_size: int, max_new_tokens: int, generator: torch.Generator
 ) -> torch.Tensor:
-    """Responses (n, max_new_tokens): sampled at temperature 1 with ``generator``, greedy if it is None.
+    """Responses (n_prompts x group_size, max_new_tokens) sampled at temperature 1 with ``generator``,
+    ``group_size`` consecutive rows per prompt.
 
-    Prompts all have the same length, so no padding or attention mask is needed; tokens after a
-    response's first <eos> are ignored by ``response_mask``. Every position draws a token, so the
-    generator advances by the same amount whatever the policy (same randomness for every objective).
+    Prompts all have the same length, so no padding or attention mask is needed. Each prompt is
+    encoded once and its keys/values are repeated for its group; every further token costs one
+    position per row (KV cache). Tokens after a response's first <eos> are ignored by
+    ``response_mask``. Every position draws a token for every row, so the generator advances by the
+    same amount whatever the policy (the same randomness for every objective).
     """
-    sequences = prompts
-    for _ in range(max_new_tokens):
-        logits = model(input_ids=sequences).logits[:, -1, :].float()
-        if generator is None:
-            next_tokens = logits.argmax(dim=-1)
-        else:
-            next_tokens = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(-1)
-        sequences = torch.cat([sequences, next_tokens[:, None]], dim=1)
-    return sequences[:, prompts.shape[1]:]
+    out = model(input_ids=prompts, use_cache=True)
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(group_size)
+    logits = out.logits[:, -1, :].float().repeat_interleave(group_size, dim=0)
+    tokens = []
+    for position in range(max_new_tokens):
+        next_tokens = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)
+        tokens.append(next_tokens)
+        if position + 1 < max_new_tokens:
+            logits = model(input_ids=next_tokens, past_key_values=cache, use_cache=True).logits[:, -1, :].float()
+    return torch.cat(tokens, dim=1)
 
 
 def response_log_probs(
@@ -61,8 +67,22 @@ def response_log_probs(
     return log_probs, entropy
 
 
+def exact_match(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per row (bool): the most likely token is the label at every labelled position, for logits of a
+    teacher-forced pass over ``AdditionTask.teacher_forcing``'s input ids and its ``labels``.
+
+    That is exactly "greedy decoding writes the answer": while the first j greedy tokens are the
+    answer's, the next one is the argmax given exactly that prefix (induction over j).
+    """
+    targets = labels[:, 1:].to(logits.device)
+    right = (logits[:, :-1, :].argmax(dim=-1) == targets) | (targets == -100)
+    return right.all(dim=1)
+
+
 @torch.no_grad()
-def greedy_accuracy(model: LlamaForCausalLM, task: AdditionTask, problems: Problems, device: torch.device) -> float:
-    """Fraction of ``problems`` answered exactly by greedy decoding."""
-    responses = generate(model, problems.prompts.to(device), task.max_new_tokens, generator=None)
-    return task.rewards(problems, responses.cpu()).mean().item()
+def greedy_accuracy(model: LlamaForCausalLM, batch: Tuple[torch.Tensor, torch.Tensor], device: torch.device) -> float:
+    """Fraction of ``batch = AdditionTask.teacher_forcing(problems)`` that greedy decoding answers
+    exactly, from one teacher-forced forward pass (``exact_match``) instead of one pass per token."""
+    input_ids, labels = batch
+    right = exact_match(model(input_ids=input_ids.to(device)).logits, labels)
+    return right.sum().item() / len(right)

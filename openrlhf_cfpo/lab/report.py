@@ -1,20 +1,29 @@
 """What a lab sweep leaves behind: summary.json, report.md and figures/ (via openrlhf_cfpo.reporting).
 
-Per cell: final and peak held-out accuracy, final reward and entropy (means over the last tenth of
-the steps), max clip ratio, wall time and a collapse flag (``COLLAPSE_RULE``). The report's
-paragraph is composed from those numbers.
+- ``cells``: per (objective, iterations, batch ratio, seed): final and peak held-out accuracy,
+  final reward and entropy (means over the last tenth of the steps), max clip ratio, wall time and
+  a collapse flag (``COLLAPSE_RULE``);
+- ``aggregate``: per (objective, iterations, batch ratio): mean and t-interval over seeds of the
+  final accuracy, final entropy and max clip ratio;
+- ``paired``: per (iterations, batch ratio): CFPO minus PPO-clip final accuracy, seed by seed (both
+  start from the same warm-up policy and see the same problems and random draws), its mean and
+  t-interval, and a verdict read off the interval (``VERDICTS``).
+
+report.md shows them as the paper's Tables 5–10 (warm-up row, then one row per objective and
+iteration count, mean ± interval half-width) with a paragraph composed from the paired intervals.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 
 from openrlhf_cfpo.lab.config import CellConfig, LabConfig
 from openrlhf_cfpo.objectives import get_objective
 from openrlhf_cfpo.reporting.figures import Curve, plot_lines, plot_metric_grid
+from openrlhf_cfpo.reporting.intervals import BAND_METHOD, INTERVAL_METHOD, seed_band, t_interval
 from openrlhf_cfpo.runinfo import atomic_write_json, atomic_write_text
 
 COLLAPSE_FRACTION = 0.5
@@ -22,9 +31,17 @@ COLLAPSE_RULE = (
     f"collapsed = final held-out accuracy < {COLLAPSE_FRACTION} x the best held-out accuracy of the run "
     "(warm-up policy included)"
 )
-# Accuracy differences smaller than this are reported as "about the same" in the paragraph.
-SAME_ACCURACY = 0.03
 FIGURE1_EPS = 0.2
+DYNAMICS_METRICS = ("reward_mean", "accuracy", "clip_ratio", "entropy", "policy_kl")
+AGGREGATED = ("final_accuracy", "final_entropy", "max_clip_ratio")
+OBJECTIVE_NAMES = {"ppo": "PPO-clip", "cfpo": "CFPO"}
+VERDICTS = {
+    "ahead": "the interval lies above 0",
+    "behind": "the interval lies below 0",
+    "indistinguishable": "the interval contains 0",
+    "identical": "every seed's difference is exactly 0",
+    "one seed": "no interval from a single seed",
+}
 
 
 def _last_window_mean(history: List[Dict], key: str) -> float:
@@ -32,7 +49,7 @@ def _last_window_mean(history: List[Dict], key: str) -> float:
     return sum(line[key] for line in window) / len(window)
 
 
-def summarize_cell(history: List[Dict], initial_accuracy: float, wall_time_s: float) -> Dict:
+def summarize_cell(history: List[Dict], initial_accuracy: float) -> Dict:
     """The summary numbers of one finished cell."""
     accuracies = [line["accuracy"] for line in history]
     peak_index = max(range(len(accuracies)), key=accuracies.__getitem__)
@@ -53,8 +70,59 @@ def summarize_cell(history: List[Dict], initial_accuracy: float, wall_time_s: fl
         "max_clip_ratio": max(line["clip_ratio"] for line in history),
         "max_ratio": max(line["ratio_max"] for line in history),
         "collapsed": accuracies[-1] < COLLAPSE_FRACTION * best,
-        "wall_time_s": wall_time_s,
     }
+
+
+def _groups(cells: Sequence[Dict], keys: Tuple[str, ...]) -> Dict[Tuple, List[Dict]]:
+    """``cells`` grouped by ``keys``, groups in first-seen order, each sorted by seed."""
+    groups: Dict[Tuple, List[Dict]] = {}
+    for cell in cells:
+        groups.setdefault(tuple(cell[key] for key in keys), []).append(cell)
+    return {key: sorted(rows, key=lambda row: row["seed"]) for key, rows in groups.items()}
+
+
+def aggregate(cells: Sequence[Dict]) -> List[Dict]:
+    """Per (objective, iterations, batch ratio): mean and t-interval over seeds of ``AGGREGATED``."""
+    rows = []
+    by_setting = _groups(cells, ("objective", "iterations", "batch_ratio"))
+    for (objective, iterations, batch_ratio), group in by_setting.items():
+        row = {"objective": objective, "iterations": iterations, "batch_ratio": batch_ratio,
+               "n_seeds": len(group), "seeds": [c["seed"] for c in group]}
+        for name in AGGREGATED:
+            row[f"{name}_mean"], interval = t_interval([c[name] for c in group])
+            row[f"{name}_ci"] = None if interval is None else list(interval)
+        row["n_collapsed"] = sum(c["collapsed"] for c in group)
+        rows.append(row)
+    return rows
+
+
+def verdict(diffs: Sequence[float], interval) -> str:
+    """A key of ``VERDICTS`` for per-seed differences and their interval."""
+    if all(d == 0 for d in diffs):
+        return "identical"
+    if interval is None:
+        return "one seed"
+    return "ahead" if interval[0] > 0 else "behind" if interval[1] < 0 else "indistinguishable"
+
+
+def paired(cells: Sequence[Dict]) -> List[Dict]:
+    """Per (iterations, batch ratio): CFPO minus PPO-clip final held-out accuracy over the seeds that
+    ran both, with mean, t-interval, the number of seeds where CFPO ends higher, and the verdict."""
+    rows = []
+    for (iterations, batch_ratio), group in _groups(cells, ("iterations", "batch_ratio")).items():
+        by_objective = {name: {c["seed"]: c["final_accuracy"] for c in group if c["objective"] == name}
+                        for name in ("ppo", "cfpo")}
+        seeds = sorted(set(by_objective["ppo"]) & set(by_objective["cfpo"]))
+        if not seeds:
+            continue
+        diffs = [by_objective["cfpo"][s] - by_objective["ppo"][s] for s in seeds]
+        mean, interval = t_interval(diffs)
+        rows.append({
+            "iterations": iterations, "batch_ratio": batch_ratio, "n_seeds": len(seeds), "seeds": seeds,
+            "diffs": diffs, "diff_mean": mean, "diff_ci": None if interval is None else list(interval),
+            "cfpo_ahead": sum(d > 0 for d in diffs), "verdict": verdict(diffs, interval),
+        })
+    return rows
 
 
 def objective_vs_ratio_series(eps: float = FIGURE1_EPS, points: int = 201) -> tuple:
@@ -76,20 +144,36 @@ def objective_vs_ratio_series(eps: float = FIGURE1_EPS, points: int = 201) -> tu
     return ratio.tolist(), series
 
 
-def _curves(cells: Sequence[CellConfig], histories: Dict[str, List[Dict]], metrics: Sequence[str]) -> List[Curve]:
-    return [
-        Curve(
-            label=cell.name, objective=cell.objective, panel=f"iterations={cell.iterations}", metric=metric,
-            steps=[line["step"] for line in histories[cell.name]],
-            values=[line[metric] for line in histories[cell.name]],
-        )
-        for cell in cells
-        for metric in metrics
-    ]
+def dynamics_curves(cells: Sequence[CellConfig], histories: Dict[str, List[Dict]], batch_ratio: int) -> List[Curve]:
+    """Figure 2's curves for one batch ratio: per (objective, iterations) and metric, the mean over
+    seeds with the seeds' range as its band."""
+    groups: Dict[Tuple[str, int], List[CellConfig]] = {}
+    for cell in cells:
+        if cell.batch_ratio == batch_ratio:
+            groups.setdefault((cell.objective, cell.iterations), []).append(cell)
+    curves = []
+    for (objective, iterations), group in groups.items():
+        for metric in DYNAMICS_METRICS:
+            steps, mean, low, high = seed_band(
+                [([line["step"] for line in histories[c.name]], [line[metric] for line in histories[c.name]])
+                 for c in group]
+            )
+            curves.append(Curve(
+                label=f"{objective}-it{iterations}", objective=objective, panel=f"iterations={iterations}",
+                metric=metric, steps=steps, values=mean, low=low, high=high,
+            ))
+    return curves
 
 
-def write_figures(out: Path, cells: Sequence[CellConfig], histories: Dict[str, List[Dict]]) -> List[str]:
-    """figures/*.png; returns the notes of empty figure cells."""
+def dynamics_figure_name(batch_ratios: Sequence[int], batch_ratio: int) -> str:
+    return "dynamics.png" if len(batch_ratios) == 1 else f"dynamics_br{batch_ratio}.png"
+
+
+def write_figures(
+    out: Path, config: LabConfig, cells: Sequence[CellConfig], histories: Dict[str, List[Dict]]
+) -> List[str]:
+    """figures/objective_vs_ratio.png and one dynamics grid per batch ratio; returns the notes of
+    empty figure cells."""
     folder = out / "figures"
     ratio, series = objective_vs_ratio_series()
     plot_lines(
@@ -97,143 +181,213 @@ def write_figures(out: Path, cells: Sequence[CellConfig], histories: Dict[str, L
         xlabel="ratio r = π_θ / π_old", ylabel="surrogate J and dJ/dr",
         title=f"Per-token surrogate J = −loss and its gradient (ε = {FIGURE1_EPS})",
     )
-    notes = plot_metric_grid(
-        _curves(cells, histories, ["reward_mean", "accuracy", "clip_ratio"]), ["reward_mean", "accuracy", "clip_ratio"],
-        folder / "dynamics.png", title="Training dynamics (CFPO solid, PPO-clip dashed)",
-    )
-    notes += plot_metric_grid(_curves(cells, histories, ["entropy"]), ["entropy"], folder / "entropy.png",
-                              title="Policy entropy of sampled tokens")
-    notes += plot_metric_grid(_curves(cells, histories, ["policy_kl"]), ["policy_kl"], folder / "policy_kl.png",
-                              title="KL(old → new) over each step's updates")
+    notes = []
+    n_seeds = len(config.seeds)
+    for batch_ratio in config.batch_ratios:
+        notes += plot_metric_grid(
+            dynamics_curves(cells, histories, batch_ratio), DYNAMICS_METRICS,
+            folder / dynamics_figure_name(config.batch_ratios, batch_ratio),
+            title=f"Training dynamics, batch ratio {batch_ratio}: mean over {n_seeds} seed(s), band = seeds' range "
+                  "(CFPO solid, PPO-clip dashed)",
+        )
     return notes
 
 
+# --- report.md ---------------------------------------------------------------------------------
+
+
 def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
+    return f"{100 * x:.1f}"
 
 
-def findings(summary: Dict) -> str:
-    """One paragraph stating what the sweep shows, composed from the summary's numbers."""
-    cells = summary["cells"]
-    sentences = [f"The warm-up policy answers {_pct(summary['warmup']['heldout_accuracy'])} of the "
-                 f"{summary['eval_size']} held-out problems greedily."]
-    by_objective: Dict[str, List[Dict]] = {}
-    for cell in cells:
-        by_objective.setdefault(cell["objective"], []).append(cell)
-    for objective, rows in by_objective.items():
-        rows = sorted(rows, key=lambda row: row["iterations"])
-        low, high = rows[0], rows[-1]
-        if len(rows) > 1:
-            change = high["final_accuracy"] - low["final_accuracy"]
-            trend = ("about the same" if abs(change) < SAME_ACCURACY else
-                     f"{'higher' if change > 0 else 'lower'} by {abs(100 * change):.1f} points")
-            sentences.append(
-                f"{objective} ends at {_pct(low['final_accuracy'])} held-out accuracy with {low['iterations']} "
-                f"iteration(s) and {_pct(high['final_accuracy'])} with {high['iterations']} ({trend}); its max clip "
-                f"ratio goes from {low['max_clip_ratio']:.3f} to {high['max_clip_ratio']:.3f} and its final entropy "
-                f"from {low['final_entropy']:.3f} to {high['final_entropy']:.3f}."
+def _mean_pm(mean: float, interval, scale: float = 100.0, digits: int = 1) -> str:
+    """``mean ± half-width`` (the t-interval is symmetric); the mean alone without an interval."""
+    if interval is None:
+        return f"{scale * mean:.{digits}f}"
+    return f"{scale * mean:.{digits}f} ± {scale * (interval[1] - mean):.{digits}f}"
+
+
+def _points(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def _ci_points(interval) -> str:
+    return "–" if interval is None else f"[{_points(interval[0])}, {_points(interval[1])}]"
+
+
+def warmup_table(warmups: Sequence[Dict]) -> str:
+    lines = ["| seed | warm-up steps | probe accuracy (target) | held-out accuracy (start) |", "|---:|---:|---:|---:|"]
+    for w in warmups:
+        lines.append(f"| {w['seed']} | {w['steps']} | {_pct(w['probe_accuracy'])}% ({_pct(w['target_accuracy'])}%) "
+                     f"| {_pct(w['heldout_accuracy'])}% |")
+    return "\n".join(lines)
+
+
+def results_table(summary: Dict, batch_ratio: int) -> str:
+    """Tables 5–10 layout for one batch ratio: the warm-up row, then per objective a section with
+    one row per iteration count; mean ± interval half-width over seeds."""
+    start, start_ci = t_interval([w["heldout_accuracy"] for w in summary["warmup"]])
+    header = ("| Model | held-out acc. % (final) | held-out acc. % (peak) | final entropy | max clip ratio "
+              "| collapsed seeds |")
+    lines = [header, "|---|---:|---:|---:|---:|---:|",
+             f"| Warm-up policy (start) | {_mean_pm(start, start_ci)} | | | | |"]
+    peaks = {}
+    for (objective, iterations), group in _groups(
+        [c for c in summary["cells"] if c["batch_ratio"] == batch_ratio], ("objective", "iterations")
+    ).items():
+        peaks[(objective, iterations)] = t_interval([c["peak_accuracy"] for c in group])
+    rows = [r for r in summary["aggregate"] if r["batch_ratio"] == batch_ratio]
+    for objective in dict.fromkeys(r["objective"] for r in rows):
+        name = OBJECTIVE_NAMES.get(objective, objective)
+        lines.append(f"| *{'GRPO / PPO-clip' if objective == 'ppo' else name} training* | | | | | |")
+        for r in (r for r in rows if r["objective"] == objective):
+            peak = peaks[(objective, r["iterations"])]
+            lines.append(
+                f"| + {name}-iteration {r['iterations']} "
+                f"| {_mean_pm(r['final_accuracy_mean'], r['final_accuracy_ci'])} "
+                f"| {_mean_pm(*peak)} | {_mean_pm(r['final_entropy_mean'], r['final_entropy_ci'], 1, 3)} "
+                f"| {_mean_pm(r['max_clip_ratio_mean'], r['max_clip_ratio_ci'], 1, 3)} "
+                f"| {r['n_collapsed']}/{r['n_seeds']} |"
             )
-        else:
-            sentences.append(f"{objective} ends at {_pct(low['final_accuracy'])} held-out accuracy with "
-                             f"{low['iterations']} iteration(s).")
-    if {"ppo", "cfpo"} <= set(by_objective):
-        counts = [{c["iterations"] for c in by_objective[name]} for name in ("ppo", "cfpo")]
-        shared = sorted(counts[0] & counts[1])
-        gaps = []
-        for k in shared:
-            ppo = next(c for c in by_objective["ppo"] if c["iterations"] == k)
-            cfpo = next(c for c in by_objective["cfpo"] if c["iterations"] == k)
-            gaps.append((k, cfpo["final_accuracy"] - ppo["final_accuracy"]))
-        ahead = [f"{k} ({100 * gap:+.1f})" for k, gap in gaps if gap >= SAME_ACCURACY]
-        behind = [f"{k} ({100 * gap:+.1f})" for k, gap in gaps if gap <= -SAME_ACCURACY]
-        level = [str(k) for k, gap in gaps if abs(gap) < SAME_ACCURACY]
+    return "\n".join(lines)
+
+
+def paired_table(summary: Dict) -> str:
+    lines = ["| iterations | batch ratio | CFPO − PPO-clip, points (mean) | 95% interval | per seed | CFPO higher in "
+             "| verdict |", "|---:|---:|---:|---:|---|---:|---|"]
+    for p in summary["paired"]:
+        per_seed = ", ".join(_points(d) for d in p["diffs"])
+        lines.append(f"| {p['iterations']} | {p['batch_ratio']} | {_points(p['diff_mean'])} "
+                     f"| {_ci_points(p['diff_ci'])} | {per_seed} | {p['cfpo_ahead']}/{p['n_seeds']} | {p['verdict']} |")
+    return "\n".join(lines)
+
+
+def verdict_paragraph(summary: Dict) -> str:
+    """What the paired intervals say, per batch ratio: where CFPO ends ahead of PPO-clip, behind it,
+    or indistinguishable from it in final held-out accuracy."""
+    if not summary["paired"]:
+        return "No iteration count ran both PPO-clip and CFPO, so there is no paired comparison."
+    n_seeds = max(p["n_seeds"] for p in summary["paired"])
+    sentences = [f"Verdict, paired over {n_seeds} seed(s) (CFPO minus PPO-clip final held-out accuracy in points, "
+                 "seed by seed: same warm-up policy, problems and random draws; 95% t-intervals over seeds):"]
+    for batch_ratio in dict.fromkeys(p["batch_ratio"] for p in summary["paired"]):
+        rows = [p for p in summary["paired"] if p["batch_ratio"] == batch_ratio]
         parts = []
-        if ahead:
-            parts.append(f"CFPO ends ahead of PPO-clip at iterations {', '.join(ahead)}")
-        if behind:
-            parts.append(f"behind it at iterations {', '.join(behind)}")
-        if level:
-            parts.append(f"within {100 * SAME_ACCURACY:.0f} points of it at iterations {', '.join(level)}")
-        sentences.append(f"Comparing final held-out accuracy (CFPO minus PPO-clip, in points): {'; '.join(parts)}.")
-    start = summary["warmup"]["heldout_accuracy"]
-    below = [f"{c['objective']}-it{c['iterations']} ({100 * (c['final_accuracy'] - start):+.1f})"
-             for c in cells if c["final_accuracy"] <= start - SAME_ACCURACY]
-    sentences.append(
-        f"Cells ending {100 * SAME_ACCURACY:.0f}+ points below the warm-up policy ({_pct(start)}): {', '.join(below)}."
-        if below else f"No cell ends {100 * SAME_ACCURACY:.0f}+ points below the warm-up policy ({_pct(start)})."
-    )
-    collapsed = [f"{c['objective']}-it{c['iterations']}" for c in cells if c["collapsed"]]
-    sentences.append(
-        f"Cells meeting the collapse rule ({summary['collapse_rule']}): {', '.join(collapsed)}." if collapsed
-        else f"No cell meets the collapse rule ({summary['collapse_rule']})."
-    )
-    seeds = sorted({c["seed"] for c in cells})
-    sentences.append(
-        f"All cells share seed {seeds[0]}: one run per cell, so gaps of a few points may be noise."
-        if len(seeds) == 1 else f"Cells use seeds {', '.join(map(str, seeds))}."
-    )
+        for key, text in (("ahead", "CFPO ends ahead at iterations"), ("behind", "CFPO ends behind at iterations"),
+                          ("indistinguishable", "indistinguishable (the interval contains 0) at iterations")):
+            chosen = [p for p in rows if p["verdict"] == key]
+            if chosen:
+                parts.append(text + " " + ", ".join(
+                    f"{p['iterations']} ({_points(p['diff_mean'])} points, {_ci_points(p['diff_ci'])})"
+                    for p in chosen))
+        identical = [p for p in rows if p["verdict"] == "identical"]
+        if identical:
+            on_policy = any(p["iterations"] == 1 and batch_ratio == 1 for p in identical)
+            parts.append(f"no difference at iterations {', '.join(str(p['iterations']) for p in identical)} (every "
+                         "seed's difference is exactly 0" + ("; with one iteration and batch ratio 1 every update is "
+                                                            "on-policy, where the objectives coincide)" if on_policy
+                                                            else ")"))
+        single = [str(p["iterations"]) for p in rows if p["verdict"] == "one seed"]
+        if single:
+            parts.append(f"one seed only, no interval, at iterations {', '.join(single)}")
+        sentences.append(f"at batch ratio {batch_ratio}, {'; '.join(parts)}.")
+    collapsed = [f"{c['objective']}-it{c['iterations']}-br{c['batch_ratio']}-seed{c['seed']}"
+                 for c in summary["cells"] if c["collapsed"]]
+    sentences.append(f"Cells meeting the collapse rule ({COLLAPSE_RULE}): {', '.join(collapsed)}." if collapsed
+                     else f"No cell meets the collapse rule ({COLLAPSE_RULE}).")
     return " ".join(sentences)
 
 
-def _table(cells: List[Dict]) -> str:
-    header = ("| objective | iterations | held-out acc. (final) | held-out acc. (peak, step) | final entropy "
-              "| max clip ratio | final reward | collapsed |")
-    lines = [header, "|---|---:|---:|---:|---:|---:|---:|---|"]
+def results_markdown(summary: Dict, batch_ratios: Sequence[int]) -> str:
+    """The tables and the verdict: report.md's core, also what `openrlhf-cfpo lab` prints."""
+    parts = []
+    for batch_ratio in batch_ratios:
+        if len(batch_ratios) > 1:
+            parts.append(f"Batch ratio {batch_ratio}:\n")
+        parts += [results_table(summary, batch_ratio), ""]
+    parts += [paired_table(summary), "", verdict_paragraph(summary)]
+    return "\n".join(parts)
+
+
+def _cells_table(cells: List[Dict]) -> str:
+    lines = ["| objective | iterations | batch ratio | seed | start % | final % | peak % (step) | final entropy "
+             "| max clip ratio | final reward | collapsed |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for c in cells:
         lines.append(
-            f"| {c['objective']} | {c['iterations']} | {_pct(c['final_accuracy'])} | {_pct(c['peak_accuracy'])} "
-            f"({c['peak_step']}) | {c['final_entropy']:.3f} | {c['max_clip_ratio']:.3f} | {c['final_reward']:.3f} "
-            f"| {'yes' if c['collapsed'] else 'no'} |"
+            f"| {c['objective']} | {c['iterations']} | {c['batch_ratio']} | {c['seed']} "
+            f"| {_pct(c['initial_accuracy'])} "
+            f"| {_pct(c['final_accuracy'])} | {_pct(c['peak_accuracy'])} ({c['peak_step']}) | {c['final_entropy']:.3f} "
+            f"| {c['max_clip_ratio']:.3f} | {c['final_reward']:.3f} | {'yes' if c['collapsed'] else 'no'} |"
         )
     return "\n".join(lines)
 
 
 def write_outputs(
     out: Path, config: LabConfig, cells: Sequence[CellConfig], histories: Dict[str, List[Dict]],
-    results: Dict[str, Dict], warmup_info: Dict,
+    results: Dict[str, Dict], warmups: Sequence[Dict],
 ) -> Dict:
-    """summary.json, figures/ and report.md for a finished sweep; returns the summary."""
+    """summary.json, figures/ and report.md for a finished sweep; returns the summary.
+
+    summary.json holds results only (wall times stay in each cell's result.json), so it is
+    byte-identical for the same settings whatever the number of workers.
+    """
+    start = {w["seed"]: w["heldout_accuracy"] for w in warmups}
+    cell_rows = [summarize_cell(histories[c.name], start[c.seed]) for c in cells]
     summary = {
+        "interval_method": INTERVAL_METHOD,
         "collapse_rule": COLLAPSE_RULE,
         "final_window": "final_reward and final_entropy average the last tenth of the steps (at least one)",
         "eval_size": config.eval_size,
-        "warmup": {
-            key: warmup_info[key] for key in ("key", "steps", "final_loss", "probe_accuracy", "heldout_accuracy")
-        },
-        "wall_time_s": round(sum(r["wall_time_s"] for r in results.values()), 2),
-        "cells": [
-            summarize_cell(histories[c.name], warmup_info["heldout_accuracy"], results[c.name]["wall_time_s"])
-            for c in cells
+        "warmup": [
+            {key: w[key] for key in ("seed", "key", "steps", "final_loss", "target_accuracy", "probe_accuracy",
+                                     "heldout_accuracy")}
+            for w in warmups
         ],
+        "cells": cell_rows,
+        "aggregate": aggregate(cell_rows),
+        "paired": paired(cell_rows),
     }
     atomic_write_json(out / "summary.json", summary)
-    notes = write_figures(out, cells, histories)
+    notes = write_figures(out, config, cells, histories)
     settings = ", ".join(
         f"{key}={getattr(config, key)}" for key in
-        ("batch_ratio", "advantage", "seed", "steps", "prompts_per_step", "group_size", "eps_low", "eps_high",
-         "kl_coef", "lr", "digits", "hidden_size", "num_layers")
+        ("advantage", "steps", "prompts_per_step", "group_size", "eps_low", "eps_high", "kl_coef", "lr", "digits",
+         "hidden_size", "num_layers")
     )
+    seeds = ", ".join(map(str, config.seeds))
     lines = [
         "# CFPO lab: PPO-clip vs CFPO under sample reuse",
         "",
-        f"Settings: {settings} (all in config.json). Held-out accuracy is greedy exact-match on "
-        f"{config.eval_size} problems never used in warm-up or RL; "
-        f"cells ran for {summary['wall_time_s']:.0f} s in all.",
+        f"Settings: seeds {seeds}; batch ratio(s) {', '.join(map(str, config.batch_ratios))}; {settings} (all in "
+        f"config.json). Held-out accuracy is greedy exact-match on {config.eval_size} problems never used in "
+        f"warm-up or RL; the cells took {sum(r['wall_time_s'] for r in results.values()):.0f} s of worker time in all.",
         "",
-        _table(summary["cells"]),
+        f"Intervals: {INTERVAL_METHOD}. Tables show mean ± half-width in percentage points (entropy and clip "
+        "ratio as fractions).",
         "",
-        findings(summary),
+        "## Each seed's start",
+        "",
+        f"The warm-up stops where its probe accuracy (greedy, on training problems) crosses the target; the "
+        f"held-out accuracy of that policy is where every cell of the seed starts.",
+        "",
+        warmup_table(summary["warmup"]),
+        "",
+        "## Results (the layout of the paper's Tables 5–10)",
+        "",
+        results_markdown(summary, config.batch_ratios),
+        "",
+        "## Figures",
         "",
         "![Figure 1: surrogate objective and gradient vs ratio](figures/objective_vs_ratio.png)",
         "",
-        "![Dynamics: reward, held-out accuracy and clip ratio per step](figures/dynamics.png)",
-        "",
-        "![Entropy](figures/entropy.png)",
-        "",
-        "![Policy KL (old to new)](figures/policy_kl.png)",
-        "",
     ]
+    for batch_ratio in config.batch_ratios:
+        name = dynamics_figure_name(config.batch_ratios, batch_ratio)
+        lines += [f"![Dynamics, batch ratio {batch_ratio}: reward, held-out accuracy, clip ratio, entropy, "
+                  f"policy KL per step](figures/{name})", ""]
+    lines += [f"Dynamics: {BAND_METHOD}.", ""]
     if notes:
         lines += ["Figure notes:", "", *[f"- {note}" for note in notes], ""]
+    lines += ["## Every cell", "", _cells_table(cell_rows), ""]
     atomic_write_text(out / "report.md", "\n".join(lines))
     return summary

@@ -2,7 +2,8 @@
 
 - ``plot_metric_grid``: the paper's Figure 2 layout. Rows are metrics, columns are panels (e.g. one
   per iteration count or KL setting); CFPO is drawn solid and every other objective dashed, with one
-  colour per objective throughout the figure.
+  colour per objective throughout the figure. A curve that carries a band (its seeds' range) is
+  drawn with the band shaded in its colour.
 - ``plot_lines``: several named series against one x axis (used for Figure 1, objective vs ratio).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import matplotlib
 
@@ -34,6 +35,8 @@ class Curve:
     metric: str  # row, e.g. "reward_mean", "clip_ratio"
     steps: Sequence[float]
     values: Sequence[float]
+    low: Optional[Sequence[float]] = None  # band around values (e.g. the seeds' range), shaded
+    high: Optional[Sequence[float]] = None
 
 
 def _has_data(curve: Curve) -> bool:
@@ -65,10 +68,14 @@ def plot_metric_grid(curves: Sequence[Curve], metrics: Sequence[str], path: Path
     if not metrics:
         raise ValueError("plot_metric_grid needs at least one metric (one row each)")
     for curve in curves:
-        if len(curve.steps) != len(curve.values):
+        lengths = {len(curve.steps), len(curve.values)} | {len(b) for b in (curve.low, curve.high) if b is not None}
+        if len(lengths) > 1:
             raise ValueError(
                 f"curve {curve.label!r} ({curve.metric}): {len(curve.steps)} steps but {len(curve.values)} values"
+                + ("" if curve.low is None else f" and a band of {len(curve.low)}/{len(curve.high)}")
             )
+        if (curve.low is None) != (curve.high is None):
+            raise ValueError(f"curve {curve.label!r} ({curve.metric}): a band needs both low and high")
     panels = list(dict.fromkeys(curve.panel for curve in curves))
     objectives = list(dict.fromkeys(curve.objective for curve in curves))
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -92,6 +99,9 @@ def plot_metric_grid(curves: Sequence[Curve], metrics: Sequence[str], path: Path
                     linestyle="-" if curve.objective == SOLID_OBJECTIVE else "--",
                     linewidth=1.4,
                 )
+                if curve.low is not None:
+                    ax.fill_between(_as_float(curve.steps), _as_float(curve.low), _as_float(curve.high),
+                                    color=colour[curve.objective], alpha=0.18, linewidth=0)
             if row == 0:
                 ax.set_title(panel, fontsize=10)
             if col == 0:

@@ -14,14 +14,18 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 from openrlhf_cfpo.reporting.diagnostics import diagnostics_table
 from openrlhf_cfpo.reporting.eval_results import EvalScores, read_eval_results
+from openrlhf_cfpo.reporting.intervals import BAND_METHOD, seed_band
 from openrlhf_cfpo.reporting.run_settings import RunSettings, read_labels_yaml
 from openrlhf_cfpo.reporting.tables import build_reasoning_table, build_table1, build_table2
 from openrlhf_cfpo.reporting.training_logs import TrainingRun, discover_training_runs, missing_metric_note
 from openrlhf_cfpo.runinfo import atomic_write_text, write_run_record
+
+if TYPE_CHECKING:
+    from openrlhf_cfpo.reporting.figures import Curve
 
 logger = logging.getLogger(__name__)
 
@@ -74,27 +78,44 @@ def panel_title(settings: RunSettings, dimension: str) -> str:
     return {"iterations": "iterations", "kl_beta": "KL", "batch_ratio": "batch ratio"}[dimension] + f"={shown}"
 
 
+def seed_curves(runs: Sequence[TrainingRun], metrics: Sequence[str], dimension: str) -> List[Curve]:
+    """One curve per run and metric; runs of one group (a lab cell's seeds) become one curve, their
+    mean over seeds with the seeds' range as its band (``intervals.seed_band``)."""
+    from openrlhf_cfpo.reporting.figures import Curve  # noqa: F811 (matplotlib only when drawing)
+
+    def order(run: TrainingRun) -> tuple:  # panels in numeric order, then objective and label
+        value = None if dimension == "all" else getattr(run.settings, dimension)
+        return (value is None, value or 0, run.settings.objective or "", run.label)
+
+    groups: Dict[tuple, List[TrainingRun]] = {}
+    for run in sorted(runs, key=order):
+        groups.setdefault((run.source, run.group), []).append(run)
+    curves = []
+    for (_, group), members in groups.items():
+        first = members[0]
+        for metric in metrics:
+            series = [run.series[metric] for run in members if metric in run.series]
+            if not series:
+                continue
+            common = dict(objective=first.settings.objective or "unknown", metric=metric,
+                          panel=panel_title(first.settings, dimension))
+            if len(members) == 1:
+                curves.append(Curve(label=first.label, steps=series[0][0], values=series[0][1], **common))
+                continue
+            steps, mean, low, high = seed_band(series)
+            curves.append(Curve(label=f"{group} (mean of {len(series)} seeds)", steps=steps, values=mean,
+                                low=low, high=high, **common))
+    return curves
+
+
 def write_figures(runs: Sequence[TrainingRun], figures_dir: str, notes: List[str]) -> List[str]:
     """The FIGURES grids for ``runs``; metrics no run logged are skipped with a note."""
-    from openrlhf_cfpo.reporting.figures import Curve, plot_metric_grid
+    from openrlhf_cfpo.reporting.figures import plot_metric_grid
 
     if not runs:
         notes.append("figures skipped: no training runs with metrics")
         return []
-    dimension = panel_dimension(runs)
-    curves = [
-        Curve(
-            label=run.label,
-            objective=run.settings.objective or "unknown",
-            panel=panel_title(run.settings, dimension),
-            metric=metric,
-            steps=run.series[metric][0],
-            values=run.series[metric][1],
-        )
-        for run in sorted(runs, key=lambda r: (r.settings.objective or "", r.label))
-        for metric in FIGURE_METRICS
-        if metric in run.series
-    ]
+    curves = seed_curves(runs, FIGURE_METRICS, panel_dimension(runs))
     for run in runs:
         notes.extend(missing_metric_note(run, m) for m in FIGURE_METRICS if m not in run.series)
     logged = {curve.metric for curve in curves}
@@ -191,6 +212,8 @@ def build_report(inputs: ReportInputs, out: str) -> ReportResult:
     page = ["# openrlhf-cfpo report", "", _runs_markdown(runs)]
     page += [markdown_of[name] for name in ("table1", "table2", "reasoning", "diagnostics")]
     page += ["## Figures", ""]
+    if len({(run.source, run.group) for run in runs}) < len(runs):
+        page += [f"Runs that differ only in their seed are drawn as one curve: {BAND_METHOD}.", ""]
     page += [f"![{os.path.basename(f)}](figures/{os.path.basename(f)})\n" for f in figures] or ["_No figures._\n"]
     page += ["## Notes", ""] + ([f"- {note}" for note in notes] or ["_None._"])
     report_path = os.path.join(out, "report.md")

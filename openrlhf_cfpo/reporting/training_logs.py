@@ -6,7 +6,9 @@ Three sources, any mix, found under each ``--runs`` folder:
   record by record with tensorboard's own event-file loader;
 - wandb offline run folders (``offline-run-*`` holding ``run-<id>.wandb``), read with wandb's own
   record protobufs; unreadable ones are skipped with a note;
-- the lab's ``metrics.jsonl`` (one object per step, several runs per file).
+- the lab's ``metrics.jsonl`` (one object per step, several runs per file). A lab sweep's folder
+  holds every finished cell's lines in its own metrics.jsonl and again under ``cells/``; only the
+  former is read, so each cell counts once. Its seeds are separate runs that share a ``group``.
 
 OpenRLHF 0.11.2 logs ``train/<key>`` (the actor's ``fit`` status plus ``rollout/*`` statistics) at
 each global step and ``eval/<key>`` after each evaluation. ``OPENRLHF_METRICS`` is the one table
@@ -84,6 +86,7 @@ _SOURCES_BY_NAME = {source.name: source for source in OPENRLHF_METRICS}
 EVENT_FILE_MARKER = "tfevents"
 WANDB_RUN_FILE = re.compile(r"^run-.+\.wandb$")
 LAB_METRICS_FILE = "metrics.jsonl"
+LAB_CELLS_DIR = "cells"  # a lab sweep's per-cell copies of the lines in its metrics.jsonl
 LAB_RUN_KEYS = ("objective", "iterations", "batch_ratio", "seed")
 
 
@@ -96,6 +99,11 @@ class TrainingRun:
     kind: str  # "openrlhf" (tensorboard and/or wandb logs) or "lab" (metrics.jsonl)
     settings: RunSettings = field(default_factory=RunSettings)
     series: Dict[str, Series] = field(default_factory=dict)
+    seed: Optional[int] = None
+    group: str = ""  # runs that differ only in their seed share it (figures draw them as one mean curve)
+
+    def __post_init__(self):
+        self.group = self.group or self.label
 
 
 def missing_metric_note(run: TrainingRun, name: str) -> str:
@@ -267,12 +275,12 @@ def read_wandb_run(path: str) -> WandbRun:
 # --- the lab's metrics.jsonl -------------------------------------------------------------------
 
 
-def _lab_cell_suffix(key: Tuple, varying: Sequence[str]) -> str:
+def _lab_cell_suffix(key: Tuple, varying: Sequence[str], with_seed: bool = True) -> str:
     objective, iterations, batch_ratio, seed = key
     parts = [f"{objective}_it{iterations}"]
     if "batch_ratio" in varying:
         parts.append(f"br{batch_ratio:g}")
-    if "seed" in varying:
+    if "seed" in varying and with_seed:
         parts.append(f"seed{seed}")
     return "_".join(parts)
 
@@ -280,7 +288,7 @@ def _lab_cell_suffix(key: Tuple, varying: Sequence[str]) -> str:
 def read_lab_runs(path: str, folder_label: str, notes: List[str]) -> List[TrainingRun]:
     """One TrainingRun per (objective, iterations, batch_ratio, seed) cell of a lab metrics.jsonl,
     labelled by the folder name, or ``<folder>/<objective>_it<iterations>`` (+ batch ratio, seed
-    where those vary) when the file holds several cells."""
+    where those vary) when the file holds several cells; the group label leaves out the seed."""
     from openrlhf_cfpo.reporting.metrics import read_metrics_jsonl
 
     try:
@@ -294,7 +302,7 @@ def read_lab_runs(path: str, folder_label: str, notes: List[str]) -> List[Traini
     varying = [k for i, k in enumerate(LAB_RUN_KEYS) if len({cell[i] for cell in cells}) > 1]
     runs = []
     for key, cell_rows in cells.items():
-        objective, iterations, batch_ratio, _ = key
+        objective, iterations, batch_ratio, seed = key
         series = {}
         for name in METRIC_NAMES:
             points = {int(r["step"]): float(r[name]) for r in cell_rows if r.get(name) is not None}
@@ -307,6 +315,9 @@ def read_lab_runs(path: str, folder_label: str, notes: List[str]) -> List[Traini
                 kind="lab",
                 settings=RunSettings(objective=objective, iterations=iterations, batch_ratio=batch_ratio),
                 series=series,
+                seed=seed,
+                group=f"{folder_label}/{_lab_cell_suffix(key, varying, with_seed=False)}"
+                if len(cells) > 1 else folder_label,
             )
         )
     if not runs:
@@ -443,7 +454,12 @@ def discover_training_runs(roots: Sequence[str], notes: List[str]) -> List[Train
     for root in roots:
         before = len(found)
         root_name = os.path.basename(os.path.normpath(root))
-        for folder, _, files in sorted(os.walk(root)):
+        walked = []
+        for folder, subfolders, files in os.walk(root):
+            if LAB_METRICS_FILE in files and LAB_CELLS_DIR in subfolders:
+                subfolders.remove(LAB_CELLS_DIR)  # a lab sweep: its metrics.jsonl holds the cells' lines
+            walked.append((folder, files))
+        for folder, files in sorted(walked):
             relative = os.path.normpath(os.path.join(root_name, os.path.relpath(folder, root)))
             name = os.path.basename(os.path.normpath(folder))
             if any(EVENT_FILE_MARKER in f for f in files):
@@ -477,6 +493,10 @@ def _unique_labels(found: List[Tuple[str, str, TrainingRun]]) -> List[TrainingRu
             continue
         if len(entries) > 1:
             for kind, relative, run in entries:
-                run.label = relative if kind != "lab" else f"{os.path.dirname(relative)}/{run.label}"
+                if kind == "lab":
+                    run.label = f"{os.path.dirname(relative)}/{run.label}"
+                    run.group = f"{os.path.dirname(relative)}/{run.group}"
+                else:
+                    run.label = run.group = relative
         runs.extend(run for _, _, run in entries)
     return runs

@@ -1,5 +1,7 @@
 """The lab's RL loop on a real tiny Llama: its loss path is openrlhf_cfpo.objectives, on-policy
-equivalence of PPO-clip and CFPO (paper section 4.1), and the off-policy knobs."""
+equivalence of PPO-clip and CFPO (paper section 4.1), the off-policy knobs, the shortcuts that keep a
+cell cheap (KV-cached sampling, one-pass greedy accuracy, no extra log-prob pass) and the warm-up's
+stopping rule."""
 
 import copy
 from dataclasses import replace
@@ -8,8 +10,10 @@ import pytest
 import torch
 
 from openrlhf_cfpo import objectives
-from openrlhf_cfpo.lab.config import LabConfig, quick
+from openrlhf_cfpo.lab import warmup
+from openrlhf_cfpo.lab.config import CellConfig, LabConfig, quick
 from openrlhf_cfpo.lab.loop import train_cell
+from openrlhf_cfpo.lab.model import greedy_accuracy, sample
 from openrlhf_cfpo.lab.task import AdditionTask
 from openrlhf_cfpo.lab.warmup import warm_start
 
@@ -28,15 +32,14 @@ def one_thread():
 @pytest.fixture(scope="module")
 def warm(tmp_path_factory):
     task = AdditionTask(CONFIG.digits, CONFIG.eval_size)
-    policy, _ = warm_start(CONFIG, task, tmp_path_factory.mktemp("lab-cache"))
+    policy, _ = warm_start(CONFIG, 0, task, tmp_path_factory.mktemp("lab-cache"))
     return policy, task
 
 
-def _train(warm, objective, iterations, config=CONFIG, batch_ratio=None):
+def _train(warm, objective, iterations, config=CONFIG, batch_ratio=1):
     policy, task = warm
-    config = replace(config, batch_ratio=batch_ratio or config.batch_ratio)
     model = copy.deepcopy(policy)
-    history = train_cell(config, config.cell(objective, iterations), model, task,
+    history = train_cell(config, CellConfig(objective, iterations, batch_ratio, seed=0), model, task,
                          reference=policy if config.kl_coef > 0 else None)
     return model, history
 
@@ -78,7 +81,7 @@ def test_loss_is_looked_up_in_the_objectives_registry(warm, monkeypatch):
     monkeypatch.setitem(objectives.OBJECTIVES, "spy", spy)
     spy_model, spy_history = _train(warm, "spy", 4)
     cfpo_model, cfpo_history = _train(warm, "cfpo", 4)
-    assert len(calls) == CONFIG.steps * 4 * CONFIG.batch_ratio
+    assert len(calls) == CONFIG.steps * 4
     assert [dict(m, objective="cfpo") for m in spy_history] == cfpo_history
     assert _max_param_diff(spy_model, cfpo_model) == 0.0
 
@@ -98,4 +101,96 @@ def test_rloo_and_kl_penalty_change_the_updates(warm):
     assert _max_param_diff(base, rloo) > 1e-6
     assert _max_param_diff(base, kl) > 1e-6
     with pytest.raises(ValueError, match="needs the reference"):
-        train_cell(replace(CONFIG, kl_coef=0.5), CONFIG.cell("cfpo", 1), copy.deepcopy(warm[0]), warm[1])
+        train_cell(replace(CONFIG, kl_coef=0.5), CellConfig("cfpo", 1, 1, 0), copy.deepcopy(warm[0]), warm[1])
+
+
+@torch.no_grad()
+def _decode_greedily(model, prompts, max_new_tokens):
+    """Token-by-token greedy decoding, recomputing the whole sequence each time (the reference)."""
+    sequences = prompts
+    for _ in range(max_new_tokens):
+        next_tokens = model(input_ids=sequences).logits[:, -1, :].argmax(dim=-1)
+        sequences = torch.cat([sequences, next_tokens[:, None]], dim=1)
+    return sequences[:, prompts.shape[1]:]
+
+
+def test_one_pass_greedy_accuracy_equals_decoding_token_by_token(warm):
+    policy, task = warm
+    trained = copy.deepcopy(policy)  # a second, different policy: a few RL steps further
+    train_cell(CONFIG, CellConfig("ppo", 4, 1, 0), trained, task)
+    for model in (policy, trained):
+        for problems, batch in ((task.heldout, task.heldout_batch), (task.probe, task.probe_batch)):
+            decoded = task.rewards(problems, _decode_greedily(model, problems.prompts, task.max_new_tokens))
+            assert greedy_accuracy(model, batch, torch.device("cpu")) == decoded.sum().item() / len(decoded)
+    assert 0 < greedy_accuracy(policy, task.probe_batch, torch.device("cpu")) < 1  # neither all right nor all wrong
+
+
+def test_kv_cached_group_sampling_draws_what_full_recomputation_draws(warm):
+    policy, task = warm
+    problems = task.sample(6, torch.Generator().manual_seed(5))
+    cached = sample(policy, problems.prompts, 4, task.max_new_tokens, torch.Generator().manual_seed(9))
+    generator, sequences = torch.Generator().manual_seed(9), problems.prompts.repeat_interleave(4, dim=0)
+    with torch.no_grad():
+        for _ in range(task.max_new_tokens):
+            probs = policy(input_ids=sequences).logits[:, -1, :].float().softmax(dim=-1)
+            sequences = torch.cat([sequences, torch.multinomial(probs, 1, generator=generator)], dim=1)
+    assert torch.equal(cached, sequences[:, problems.prompts.shape[1]:])
+    assert cached.shape == (24, task.max_new_tokens) and len(set(map(tuple, cached.tolist()))) > 1
+
+
+@pytest.mark.parametrize("iterations, batch_ratio", [(2, 1), (1, 4), (3, 2)])
+def test_a_step_makes_no_forward_pass_it_does_not_need(warm, iterations, batch_ratio):
+    """Per step: sampling (one pass per new token, the prompt once per group), one pass per update,
+    one for log π_old of the first pass's later mini-batches (the first update's own pass gives its
+    rows), one teacher-forced pass for held-out accuracy."""
+    policy, task = warm
+    model, calls = copy.deepcopy(policy), []
+    model.register_forward_pre_hook(lambda module, args, kwargs: calls.append(kwargs["input_ids"].shape),
+                                    with_kwargs=True)
+    config = replace(CONFIG, steps=1)
+    train_cell(config, CellConfig("cfpo", iterations, batch_ratio, 0), model, task)
+    n = config.prompts_per_step * config.group_size
+    expected = [(config.prompts_per_step, task.prompt_length)] + [(n, 1)] * (task.max_new_tokens - 1)
+    if batch_ratio > 1:
+        expected.append((n - n // batch_ratio, task.prompt_length + task.max_new_tokens))
+    expected += [(n // batch_ratio, task.prompt_length + task.max_new_tokens)] * (iterations * batch_ratio)
+    expected.append((CONFIG.eval_size, task.prompt_length + task.max_new_tokens))
+    assert [tuple(shape) for shape in calls] == expected
+
+
+def _scripted_warmup(monkeypatch, task, probes, **constants):
+    """train_warmup's probe measurements replaced by ``probes`` (then 0.0), its constants by ``constants``."""
+    script = iter(probes)
+    for name, value in constants.items():
+        monkeypatch.setattr(warmup, name, value)
+    monkeypatch.setattr(warmup, "greedy_accuracy",
+                        lambda model, batch, device: next(script, 0.0) if batch is task.probe_batch else 0.5)
+
+
+def _same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_warmup_keeps_the_policy_closest_to_the_target_where_it_crosses(monkeypatch):
+    task = AdditionTask(CONFIG.digits, CONFIG.eval_size)
+    config = replace(CONFIG, warmup_target_accuracy=0.3, warmup_steps=50)
+    # probed after every step: 0.27 (step 3) is closer to 0.3 than 0.4 (step 4), so step 3 is kept
+    _scripted_warmup(monkeypatch, task, [0.1, 0.2, 0.27, 0.4], PROBE_GATE=1.0, PROBE_EVERY=1)
+    model, info = warmup.train_warmup(config, 0, task)
+    assert (info["steps"], info["probe_accuracy"]) == (3, 0.27)
+    three_steps, info = warmup.train_warmup(replace(config, warmup_steps=3), 0, task)
+    assert info["steps"] == 3 and _same_weights(model, three_steps)
+
+
+def test_warmup_replays_a_coarse_stretch_that_jumped_past_the_target(monkeypatch):
+    task = AdditionTask(CONFIG.digits, CONFIG.eval_size)
+    config = replace(CONFIG, warmup_target_accuracy=0.3, warmup_steps=50)
+    # probed every 5 steps: 0.1 at step 5, 0.5 at step 10 (past the target) -> back to step 5, then
+    # after every step: 0.2 (6), 0.28 (7), 0.35 (8); 0.28 is closer to 0.3, so step 7 is kept
+    _scripted_warmup(monkeypatch, task, [0.1, 0.5, 0.2, 0.28, 0.35], PROBE_GATE=1.0, PROBE_EVERY=5, FINE_WINDOW=0.0)
+    model, info = warmup.train_warmup(config, 0, task)
+    assert (info["steps"], info["probe_accuracy"]) == (7, 0.28)
+    # the replayed steps 6 and 7 computed exactly what 7 steps straight through compute
+    seven_steps, _ = warmup.train_warmup(replace(config, warmup_steps=7), 0, task)
+    assert _same_weights(model, seven_steps)
+

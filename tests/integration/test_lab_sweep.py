@@ -1,24 +1,30 @@
-"""`openrlhf-cfpo lab --quick` end to end: every output file, determinism, resume, bad input."""
+"""`openrlhf-cfpo lab --quick` end to end: every output file, the statistics over seeds, the same
+bytes whatever the number of workers, resume, progress, bad input."""
 
 import json
+import logging
 import shutil
 
 import pytest
 
 from openrlhf_cfpo.cli.main import main
 from openrlhf_cfpo.lab import sweep
+from openrlhf_cfpo.lab.config import LabConfig, quick
 from openrlhf_cfpo.lab.loop import METRIC_KEYS
+from openrlhf_cfpo.lab.warmup import START_TOLERANCE
+from openrlhf_cfpo.reporting.intervals import INTERVAL_METHOD, t_interval
 from openrlhf_cfpo.reporting.metrics import read_metrics_jsonl
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-FIGURES = ("objective_vs_ratio.png", "dynamics.png", "entropy.png", "policy_kl.png")
+FIGURES = ("objective_vs_ratio.png", "dynamics.png")
 ISSUE_METRIC_KEYS = {
     "objective", "iterations", "batch_ratio", "seed", "step", "reward_mean", "accuracy", "clip_ratio", "ratio_mean",
     "ratio_max", "ratio_min", "policy_kl", "entropy", "response_length_mean", "grad_norm",
 }
-SUMMARY_CELL_KEYS = {"objective", "iterations", "final_accuracy", "peak_accuracy", "final_reward", "collapsed",
-                     "wall_time_s", "final_entropy", "max_clip_ratio"}
-CELLS = [f"{o}-it{k}" for k in (1, 2, 4, 8, 16) for o in ("ppo", "cfpo")]
+SUMMARY_CELL_KEYS = {"objective", "iterations", "batch_ratio", "seed", "final_accuracy", "peak_accuracy",
+                     "final_reward", "collapsed", "final_entropy", "max_clip_ratio", "initial_accuracy"}
+SEEDS = (0, 1, 2)
+CELLS = [f"{o}-it{k}-br1-seed{s}" for k in (1, 2, 4, 8, 16) for s in SEEDS for o in ("ppo", "cfpo")]
 
 
 def _lab(*args):
@@ -26,15 +32,8 @@ def _lab(*args):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("lab-cache")
-
-
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory, cache):
-    out = tmp_path_factory.mktemp("quick") / "out"
-    assert _lab("--out", out, "--cache-dir", cache) == 0
-    return out
+def quick_run(quick_lab):
+    return quick_lab.out
 
 
 def test_quick_sweep_writes_every_output(quick_run):
@@ -44,37 +43,83 @@ def test_quick_sweep_writes_every_output(quick_run):
     for line in lines:
         assert ISSUE_METRIC_KEYS <= set(line) and set(line) == set(METRIC_KEYS)
         assert all(value is not None for value in line.values())
-    assert [f"{l['objective']}-it{l['iterations']}" for l in lines[::steps]] == CELLS
+    names = [f"{l['objective']}-it{l['iterations']}-br{l['batch_ratio']}-seed{l['seed']}" for l in lines[::steps]]
+    assert names == CELLS
+    assert sorted(p.name for p in (quick_run / "cells").iterdir()) == sorted(CELLS)
 
     summary = json.loads((quick_run / "summary.json").read_text())
-    assert "collapse_rule" in summary and "final held-out accuracy" in summary["collapse_rule"]
-    assert [f"{c['objective']}-it{c['iterations']}" for c in summary["cells"]] == CELLS
+    assert summary["interval_method"] == INTERVAL_METHOD and "t-interval" in INTERVAL_METHOD
+    assert "final held-out accuracy" in summary["collapse_rule"]
+    assert [f"{c['objective']}-it{c['iterations']}-br1-seed{c['seed']}" for c in summary["cells"]] == CELLS
     for cell in summary["cells"]:
-        assert SUMMARY_CELL_KEYS <= set(cell)
-        assert cell["peak_accuracy"] >= cell["final_accuracy"]
+        assert SUMMARY_CELL_KEYS <= set(cell) and cell["peak_accuracy"] >= cell["final_accuracy"]
+        assert 0 <= cell["final_accuracy"] <= 1  # a fraction, not a percentage
+    assert [(w["seed"], w["target_accuracy"]) for w in summary["warmup"]] == [(s, 0.3) for s in SEEDS]
+    # every seed starts next to the target: the stopping rule is checked after every step
+    for warmup in summary["warmup"]:
+        assert abs(warmup["probe_accuracy"] - warmup["target_accuracy"]) <= START_TOLERANCE
+    assert len(summary["aggregate"]) == 10 and len(summary["paired"]) == 5
 
     config = json.loads((quick_run / "config.json").read_text())
     assert {"config", "versions", "git_sha"} <= set(config) and config["versions"]["torch"]
+    assert config["config"]["seeds"] == list(SEEDS) and config["config"]["batch_ratios"] == [1]
 
     report = (quick_run / "report.md").read_text()
-    assert "| objective | iterations | held-out acc. (final) | held-out acc. (peak, step) | final entropy" in report
-    assert sum(line.startswith(("| ppo |", "| cfpo |")) for line in report.splitlines()) == len(CELLS)
+    assert INTERVAL_METHOD in report and "Tables 5–10" in report
+    starts = report.split("## Each seed's start", 1)[1].split("## Results", 1)[0]
+    start_rows = [line for line in starts.splitlines() if line.startswith(tuple(f"| {s} | " for s in SEEDS))]
+    assert len(start_rows) == len(SEEDS) and all("(30.0%)" in row for row in start_rows)  # each seed's start
+    assert report.count("| + PPO-clip-iteration ") == 5 and report.count("| + CFPO-iteration ") == 5
+    assert "| Warm-up policy (start) |" in report and "Verdict, paired over 3 seed(s)" in report
     for name in FIGURES:
         assert (quick_run / "figures" / name).read_bytes().startswith(PNG_MAGIC)
         assert f"figures/{name}" in report
 
 
-def test_same_seed_gives_the_same_metrics(quick_run, cache, tmp_path):
-    # the first run trained the warm-up policy, this one loads it from the cache
-    assert _lab("--out", tmp_path / "again", "--cache-dir", cache) == 0
-    assert (tmp_path / "again" / "metrics.jsonl").read_bytes() == (quick_run / "metrics.jsonl").read_bytes()
+def test_aggregates_and_paired_differences_follow_the_cells(quick_run):
+    summary = json.loads((quick_run / "summary.json").read_text())
+    final = {(c["objective"], c["iterations"], c["seed"]): c["final_accuracy"] for c in summary["cells"]}
+    for row in summary["aggregate"]:
+        values = [final[(row["objective"], row["iterations"], seed)] for seed in SEEDS]
+        mean, interval = t_interval(values)
+        assert (row["n_seeds"], row["final_accuracy_mean"], row["final_accuracy_ci"]) == (3, mean, list(interval))
+    for row in summary["paired"]:
+        diffs = [final[("cfpo", row["iterations"], s)] - final[("ppo", row["iterations"], s)] for s in SEEDS]
+        mean, interval = t_interval(diffs)
+        assert (row["diffs"], row["diff_mean"], row["diff_ci"]) == (diffs, mean, list(interval))
+        assert row["cfpo_ahead"] == sum(d > 0 for d in diffs) and row["n_seeds"] == 3
+    # iterations 1, batch ratio 1: every update is on-policy, where the objectives coincide
+    (on_policy,) = [row for row in summary["paired"] if row["iterations"] == 1]
+    assert on_policy["diffs"] == [0.0, 0.0, 0.0] and on_policy["diff_ci"] == [0.0, 0.0]
+    assert on_policy["verdict"] == "identical"
 
 
-def test_killed_sweep_resumes_without_recomputing_finished_cells(quick_run, cache, tmp_path, monkeypatch):
+def test_worker_count_does_not_change_a_byte(quick_run, tmp_path, capfd):
+    import warnings
+
+    import torch
+
+    # two worker processes and a fresh warm-up cache, against one in-process worker
+    out = tmp_path / "two_workers"
+    with warnings.catch_warnings():
+        # as after `import torch` in the command: a filter whose category lives in torch (which a
+        # worker must not unpickle before it applies the filters: importing torch warns)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        assert _lab("--workers", "2", "--out", out, "--cache-dir", tmp_path / "cache") == 0
+    # the workers import torch after taking this process's warning filters (no pynvml FutureWarning)
+    assert "Warning" not in capfd.readouterr().err
+    for name in ("metrics.jsonl", "summary.json", "warmup.json"):
+        assert (out / name).read_bytes() == (quick_run / name).read_bytes(), name
+    for cell in CELLS:
+        assert (out / "cells" / cell / "metrics.jsonl").read_bytes() == (
+            quick_run / "cells" / cell / "metrics.jsonl").read_bytes()
+
+
+def test_killed_sweep_resumes_without_recomputing_finished_cells(quick_run, quick_lab, tmp_path, monkeypatch, caplog):
     out = tmp_path / "resumed"
     shutil.copytree(quick_run, out)
-    # as if killed inside the last cell: no result.json, a metrics file cut mid-line
-    killed = out / "cells" / "cfpo-it16"
+    # as if killed inside a cell: no result.json, a metrics file cut mid-line
+    killed = out / "cells" / "cfpo-it16-br1-seed2"
     (killed / "result.json").unlink()
     first_line = (killed / "metrics.jsonl").read_text().splitlines()[0]
     (killed / "metrics.jsonl").write_text(first_line + "\n" + first_line[:20])
@@ -88,18 +133,45 @@ def test_killed_sweep_resumes_without_recomputing_finished_cells(quick_run, cach
         return original(config, cell, *args, **kwargs)
 
     monkeypatch.setattr(sweep, "train_cell", counting)
-    assert _lab("--out", out, "--cache-dir", cache) == 0
-    assert trained == ["cfpo-it16"]
+    with caplog.at_level(logging.INFO, logger="openrlhf_cfpo.lab.sweep"):
+        assert _lab("--workers", "1", "--out", out, "--cache-dir", quick_lab.cache) == 0
+    assert trained == ["cfpo-it16-br1-seed2"]
     assert {p: p.stat().st_mtime_ns for p in finished} == finished
+    # the rerun cell loaded its warm-up policy from the cache; the first run had just trained it
     assert (out / "metrics.jsonl").read_bytes() == (quick_run / "metrics.jsonl").read_bytes()
+    # without a terminal: one log line per finished cell instead of a progress bar
+    done = [r.getMessage() for r in caplog.records if " finished in " in r.getMessage()]
+    assert len(done) == 1 and done[0].startswith("cell cfpo-it16-br1-seed2 finished in") and "(30/30 cells)" in done[0]
 
 
-def test_out_holding_another_experiment_is_refused(quick_run, cache, capsys):
+def test_progress_bar_shows_cells_and_time_left(quick_lab, tmp_path, capsys):
+    config = quick(LabConfig(objectives=("cfpo",), iterations_list=(1, 2), seeds=(0,)))
+    sweep.run_sweep(config, tmp_path / "out", quick_lab.cache, show_progress=True)
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert bar.startswith("lab: 100%|") and "2/2 cells" in bar and "<00:00]" in bar
+
+
+def test_batch_ratio_list_gives_a_grid_and_a_table_per_ratio(quick_lab, tmp_path):
+    out = tmp_path / "ratios"
+    assert _lab("--iterations", "1,2", "--seeds", "0,1", "--batch-ratio", "1,2", "--workers", "1",
+                "--out", out, "--cache-dir", quick_lab.cache) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert {(p["iterations"], p["batch_ratio"]) for p in summary["paired"]} == {(1, 1), (2, 1), (1, 2), (2, 2)}
+    by_setting = {(p["iterations"], p["batch_ratio"]): p for p in summary["paired"]}
+    assert by_setting[(1, 1)]["diff_ci"] == [0.0, 0.0]
+    report = (out / "report.md").read_text()
+    assert "Batch ratio 1:" in report and "Batch ratio 2:" in report
+    for name in ("dynamics_br1.png", "dynamics_br2.png"):
+        assert (out / "figures" / name).read_bytes().startswith(PNG_MAGIC) and f"figures/{name}" in report
+    assert not (out / "figures" / "dynamics.png").exists()
+
+
+def test_out_holding_another_experiment_is_refused(quick_run, quick_lab, capsys):
     before = (quick_run / "metrics.jsonl").read_bytes()
-    assert _lab("--out", quick_run, "--cache-dir", cache, "--seed", "1", "--lr", "0.01") == 2
+    assert _lab("--out", quick_run, "--cache-dir", quick_lab.cache, "--seeds", "1", "--lr", "0.01") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("openrlhf-cfpo lab: error: --out")
-    assert "holds another experiment" in err[0] and "lr, seed" in err[0]
+    assert "holds another experiment" in err[0] and "lr, seeds" in err[0]
     assert (quick_run / "metrics.jsonl").read_bytes() == before
 
 
@@ -110,7 +182,11 @@ def test_out_holding_another_experiment_is_refused(quick_run, cache, capsys):
         (["--iterations", "1,x"], "--iterations takes comma-separated integers"),
         (["--objectives", "ppo,dpo"], "unknown objective 'dpo'"),
         (["--eps", "0"], "eps_low must be > 0"),
-        (["--batch-ratio", "3"], "--batch-ratio must be >= 1 and divide"),
+        (["--batch-ratio", "1,3"], "--batch-ratio must divide the rollout batch"),
+        (["--seeds", "0,1,0"], "--seeds lists a value twice ([0, 1, 0]); give each once"),
+        (["--seeds", "0,a"], "--seeds takes comma-separated integers"),
+        (["--workers", "0"], "--workers takes a number of processes >= 1, e.g. --workers 2; got '0'"),
+        (["--workers", "two"], "--workers takes a number of processes >= 1"),
     ],
 )
 def test_bad_input_is_one_clear_error_line(args, message, tmp_path, capsys):
@@ -125,3 +201,25 @@ def test_non_lab_folder_is_refused(tmp_path, capsys):
     (tmp_path / "out" / "notes.txt").write_text("mine")
     assert _lab("--out", tmp_path / "out", "--cache-dir", tmp_path / "cache") == 2
     assert "non-empty folder without a lab config.json" in capsys.readouterr().err
+
+
+
+
+def test_third_party_deprecations_are_hidden_unless_verbose(monkeypatch, tmp_path):
+    """main() hides them before a sub-command imports anything heavy; the lab's workers take the same
+    filters (test_worker_count_does_not_change_a_byte sees no warning from their torch import)."""
+    import warnings
+
+    from openrlhf_cfpo.cli import main as cli_main
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli_main.quiet_third_party_deprecations()
+        warnings.warn_explicit("pynvml", FutureWarning, "x.py", 1, module="torch.cuda")  # as torch imports pynvml
+        warnings.warn_explicit("old api", DeprecationWarning, "x.py", 1, module="transformers.utils")
+        warnings.warn_explicit("ours", FutureWarning, "y.py", 1, module="openrlhf_cfpo.lab.sweep")
+    assert [str(w.message) for w in caught] == ["ours"]
+    calls = []
+    monkeypatch.setattr(cli_main, "quiet_third_party_deprecations", lambda: calls.append("quiet"))
+    assert _lab("--iterations", "0", "--out", tmp_path / "a") == 2 and calls == ["quiet"]
+    assert _lab("--iterations", "0", "--out", tmp_path / "b", "--verbose") == 2 and calls == ["quiet"]

@@ -265,3 +265,29 @@ def test_mapped_tags_are_the_ones_openrlhf_writes():
                 continue
             key = tag.split("/", 1)[1]
             assert f'"{key}"' in trainer_source or f"{key}:" in trainer_source, tag
+
+
+def test_lab_sweep_counts_each_cell_once_and_draws_its_seeds_as_one_curve(quick_lab, tmp_path):
+    """A lab folder holds every cell's lines twice (OUT/metrics.jsonl and OUT/cells/*/metrics.jsonl)."""
+    from openrlhf_cfpo.reporting.intervals import BAND_METHOD
+    from openrlhf_cfpo.reporting.report import panel_dimension, seed_curves
+    from openrlhf_cfpo.reporting.training_logs import discover_training_runs
+
+    out = tmp_path / "report"
+    assert main(["report", "--runs", str(quick_lab.out.parent), "--out", str(out)]) == 0
+    runs = json.loads((out / "report_config.json").read_text())["config"]["runs"]
+    cells = json.loads((quick_lab.out / "summary.json").read_text())["cells"]
+    assert len(runs) == len(cells) == 30
+    assert {run["source"] for run in runs.values()} == {str(quick_lab.out / "metrics.jsonl")}
+    assert "out/cfpo_it16_seed2" in runs and len(read_csv(out / "diagnostics.csv")) == 30
+    assert BAND_METHOD in (out / "report.md").read_text()
+
+    found = discover_training_runs([str(quick_lab.out.parent)], [])
+    curves = seed_curves(found, ["accuracy"], panel_dimension(found))
+    assert len(curves) == 10 and all(c.label.endswith("(mean of 3 seeds)") for c in curves)
+    (curve,) = [c for c in curves if c.label == "out/ppo_it16 (mean of 3 seeds)"]
+    per_seed = [run.series["accuracy"][1] for run in found if run.group == "out/ppo_it16"]
+    assert len(per_seed) == 3
+    for i, values in enumerate(zip(*per_seed)):
+        assert (curve.low[i], curve.high[i]) == (min(values), max(values))
+        assert curve.values[i] == pytest.approx(sum(values) / 3, abs=1e-15)

@@ -1,4 +1,5 @@
-"""Lab pieces without a model: advantages, masks, rewards, metric averaging, config checks, Figure 1, report text."""
+"""Lab pieces without a model: advantages, masks, rewards, metric averaging, config checks, Figure 1,
+the statistics over seeds (aggregate, paired differences, verdict) and the report text."""
 
 import re
 from dataclasses import replace
@@ -6,10 +7,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from openrlhf_cfpo.lab.config import LabConfig, quick, validate
+from openrlhf_cfpo.lab.config import LabConfig, quick, stream_seed, validate
 from openrlhf_cfpo.lab.loop import TokenWeightedMeans, compute_advantages
-from openrlhf_cfpo.lab.report import COLLAPSE_RULE, findings, objective_vs_ratio_series, summarize_cell
+from openrlhf_cfpo.lab.report import (
+    COLLAPSE_RULE, aggregate, objective_vs_ratio_series, paired, results_table, summarize_cell, verdict_paragraph,
+)
 from openrlhf_cfpo.lab.task import EOS_ID, TOKEN_ID, AdditionTask, response_mask
+from openrlhf_cfpo.reporting.intervals import t_interval
 
 
 def test_group_norm_advantages_match_eq9_by_hand():
@@ -85,7 +89,13 @@ def test_token_weighted_means_weight_by_tokens_and_keep_extremes():
         (dict(objectives=("ppo", "grpo")), "unknown objective 'grpo'"),
         (dict(eps_low=0.0), "eps_low must be > 0"),
         (dict(eps_high=-0.1), "eps_high must be > 0"),
-        (dict(batch_ratio=3), "--batch-ratio must be >= 1 and divide the rollout batch of 128"),
+        (dict(batch_ratios=(1, 3)), "--batch-ratio must divide the rollout batch of 128 responses"),
+        (dict(batch_ratios=(2, 2)), "--batch-ratio lists a value twice ([2, 2]); give each once"),
+        (dict(batch_ratios=(0,)), "--batch-ratio must all be >= 1"),
+        (dict(seeds=(0, 1, 0)), "--seeds lists a value twice ([0, 1, 0]); give each once"),
+        (dict(seeds=(-1,)), "--seeds must all be >= 0"),
+        (dict(seeds=()), "--seeds is empty"),
+        (dict(iterations_list=(4, 4)), "--iterations lists a value twice"),
         (dict(advantage="gae"), "--advantage must be one of group_norm, rloo"),
         (dict(kl_coef=-1.0), "--kl-coef must be >= 0"),
         (dict(device="tpu"), "--device must be cpu or cuda"),
@@ -93,7 +103,7 @@ def test_token_weighted_means_weight_by_tokens_and_keep_extremes():
     ],
 )
 def test_validate_names_the_flag(change, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         validate(replace(LabConfig(), **change))
 
 
@@ -124,46 +134,94 @@ def test_figure1_series_have_the_papers_shape():
         assert ratio[max(range(len(values)), key=values.__getitem__)] == pytest.approx(r_star)
 
 
-def _history(objective, iterations, accuracies):
+def _history(objective, iterations, accuracies, seed=0, batch_ratio=1):
     return [
-        {"objective": objective, "iterations": iterations, "batch_ratio": 1, "seed": 0, "step": i + 1,
+        {"objective": objective, "iterations": iterations, "batch_ratio": batch_ratio, "seed": seed, "step": i + 1,
          "accuracy": acc, "reward_mean": acc, "entropy": 0.5, "clip_ratio": 0.01 * iterations, "ratio_max": 1.1}
         for i, acc in enumerate(accuracies)
     ]
 
 
 def test_collapse_flag_follows_the_stated_rule():
-    stable = summarize_cell(_history("cfpo", 16, [0.3, 0.5, 0.6, 0.55]), initial_accuracy=0.3, wall_time_s=1.0)
-    fallen = summarize_cell(_history("ppo", 16, [0.3, 0.6, 0.4, 0.29]), initial_accuracy=0.3, wall_time_s=1.0)
-    below_start = summarize_cell(_history("ppo", 8, [0.1, 0.12]), initial_accuracy=0.3, wall_time_s=1.0)
+    stable = summarize_cell(_history("cfpo", 16, [0.3, 0.5, 0.6, 0.55]), initial_accuracy=0.3)
+    fallen = summarize_cell(_history("ppo", 16, [0.3, 0.6, 0.4, 0.29]), initial_accuracy=0.3)
+    below_start = summarize_cell(_history("ppo", 8, [0.1, 0.12]), initial_accuracy=0.3)
     assert not stable["collapsed"] and fallen["collapsed"] and below_start["collapsed"]
     assert (fallen["peak_accuracy"], fallen["peak_step"], fallen["final_accuracy"]) == (0.6, 2, 0.29)
     assert "0.5 x the best held-out accuracy" in COLLAPSE_RULE
 
 
-def test_findings_paragraph_is_computed_from_the_numbers():
-    def summary(ppo16_final):
-        cells = [
-            summarize_cell(_history("ppo", 1, [0.4, 0.5]), 0.3, 1.0),
-            summarize_cell(_history("cfpo", 1, [0.4, 0.5]), 0.3, 1.0),
-            summarize_cell(_history("ppo", 16, [0.6, ppo16_final]), 0.3, 1.0),
-            summarize_cell(_history("cfpo", 16, [0.5, 0.6]), 0.3, 1.0),
-        ]
-        return {"cells": cells, "collapse_rule": COLLAPSE_RULE, "eval_size": 256,
-                "warmup": {"heldout_accuracy": 0.3}}
+def test_t_interval_matches_the_formula_and_degenerates_honestly():
+    mean, (low, high) = t_interval([0.1, 0.2, 0.6])
+    sd = ((0.1 - 0.3) ** 2 + (0.2 - 0.3) ** 2 + (0.6 - 0.3) ** 2) ** 0.5 / 2 ** 0.5
+    half = 4.302652729911275 * sd / 3 ** 0.5  # t(0.975, df=2), from tables
+    assert mean == pytest.approx(0.3) and (low, high) == (pytest.approx(0.3 - half), pytest.approx(0.3 + half))
+    assert t_interval([0.0, 0.0, 0.0]) == (0.0, (0.0, 0.0))  # no spread: exactly [0, 0]
+    assert t_interval([0.25]) == (0.25, None)  # one seed: no interval
+    with pytest.raises(ValueError):
+        t_interval([])
 
-    collapsed = findings(summary(0.1))
-    assert "Cells ending 3+ points below the warm-up policy (30.0%): ppo-it16 (-20.0)." in collapsed
-    assert "All cells share seed 0" in collapsed
-    assert ("ppo ends at 50.0% held-out accuracy with 1 iteration(s) and 10.0% with 16 (lower by 40.0 points)"
-            in collapsed)
-    assert "CFPO ends ahead of PPO-clip at iterations 16 (+50.0)" in collapsed
-    assert "within 3 points of it at iterations 1" in collapsed
-    assert "collapse rule" in collapsed and "ppo-it16." in collapsed
-    level = findings(summary(0.6))
-    assert "No cell meets the collapse rule" in level
-    assert "within 3 points of it at iterations 1, 16" in level
-    assert "No cell ends 3+ points below the warm-up policy (30.0%)." in level
+
+def _cells(finals):
+    """Summaries of cells with final accuracies {(objective, iterations, seed): final}; start 0.3."""
+    return [summarize_cell(_history(o, k, [0.3, final], seed=seed), 0.3) for (o, k, seed), final in finals.items()]
+
+
+FINALS = {
+    **{(o, 1, seed): acc for o in ("ppo", "cfpo") for seed, acc in enumerate((0.5, 0.4, 0.45))},  # identical runs
+    ("ppo", 16, 0): 0.20, ("ppo", 16, 1): 0.25, ("ppo", 16, 2): 0.10,
+    ("cfpo", 16, 0): 0.40, ("cfpo", 16, 1): 0.35, ("cfpo", 16, 2): 0.30,  # +20, +10, +20
+    ("ppo", 4, 0): 0.50, ("ppo", 4, 1): 0.40, ("ppo", 4, 2): 0.45,
+    ("cfpo", 4, 0): 0.55, ("cfpo", 4, 1): 0.30, ("cfpo", 4, 2): 0.45,  # +5, -10, 0
+    ("ppo", 8, 0): 0.50, ("ppo", 8, 1): 0.40, ("ppo", 8, 2): 0.45,
+    ("cfpo", 8, 0): 0.40, ("cfpo", 8, 1): 0.31, ("cfpo", 8, 2): 0.34,  # -10, -9, -11
+}
+
+
+def test_aggregate_is_the_mean_and_t_interval_over_seeds():
+    rows = {(r["objective"], r["iterations"]): r for r in aggregate(_cells(FINALS))}
+    row = rows[("ppo", 16)]
+    assert (row["n_seeds"], row["seeds"]) == (3, [0, 1, 2])
+    mean, interval = t_interval([0.20, 0.25, 0.10])
+    assert row["final_accuracy_mean"] == mean and row["final_accuracy_ci"] == list(interval)
+    assert row["max_clip_ratio_mean"] == pytest.approx(0.16) and row["max_clip_ratio_ci"] == pytest.approx([0.16, 0.16])
+    assert row["n_collapsed"] == 1  # only 0.10 ends below 0.5 x the best (the start, 0.3)
+
+
+def test_paired_differences_per_seed_with_verdicts():
+    rows = {r["iterations"]: r for r in paired(_cells(FINALS))}
+    # iterations 1: the objectives coincide, so every difference is exactly 0 and so is the interval
+    assert rows[1]["diffs"] == [0.0, 0.0, 0.0] and rows[1]["diff_ci"] == [0.0, 0.0]
+    assert (rows[1]["diff_mean"], rows[1]["verdict"], rows[1]["cfpo_ahead"]) == (0.0, "identical", 0)
+    assert rows[16]["diffs"] == pytest.approx([0.2, 0.1, 0.2]) and rows[16]["cfpo_ahead"] == 3
+    mean, interval = t_interval(rows[16]["diffs"])
+    assert rows[16]["diff_mean"] == mean and rows[16]["diff_ci"] == list(interval) and interval[0] > 0
+    assert rows[16]["verdict"] == "ahead"
+    assert rows[4]["verdict"] == "indistinguishable" and rows[4]["cfpo_ahead"] == 1
+    assert rows[8]["verdict"] == "behind" and rows[8]["diff_ci"][1] < 0
+    # a seed that ran only one objective is left out of the pairing
+    partial = _cells({("ppo", 2, 0): 0.3, ("cfpo", 2, 0): 0.4, ("ppo", 2, 1): 0.5})
+    (row,) = paired(partial)
+    assert (row["seeds"], row["n_seeds"], row["diff_ci"], row["verdict"]) == ([0], 1, None, "one seed")
+
+
+def test_report_table_and_verdict_are_computed_from_the_numbers():
+    cells = _cells(FINALS)
+    summary = {"cells": cells, "aggregate": aggregate(cells), "paired": paired(cells),
+               "warmup": [{"seed": s, "heldout_accuracy": a} for s, a in enumerate((0.3, 0.28, 0.32))]}
+    table = results_table(summary, batch_ratio=1).splitlines()
+    assert table[2].startswith("| Warm-up policy (start) | 30.0 ± 5.0 |")  # mean 30, t(2) x 2/sqrt(3) = 4.97
+    assert table[3] == "| *GRPO / PPO-clip training* | | | | | |"
+    ppo16 = next(line for line in table if line.startswith("| + PPO-clip-iteration 16 |"))
+    mean, (low, high) = t_interval([0.20, 0.25, 0.10])
+    assert ppo16.startswith(f"| + PPO-clip-iteration 16 | {100 * mean:.1f} ± {100 * (high - mean):.1f} |")
+    assert ppo16.endswith("| 1/3 |")  # collapsed seeds
+    text = verdict_paragraph(summary)
+    assert "CFPO ends ahead at iterations 16 (+16.7 points, [+2.3, +31.0])" in text
+    assert "CFPO ends behind at iterations 8 (-10.0 points" in text
+    assert "indistinguishable (the interval contains 0) at iterations 4 (-1.7 points" in text
+    assert "no difference at iterations 1 (every seed's difference is exactly 0; with one iteration" in text
+    assert "ppo-it16-br1-seed2" in text
 
 
 def test_cli_defaults_are_labconfigs_and_flags_override_them():
@@ -174,15 +232,28 @@ def test_cli_defaults_are_labconfigs_and_flags_override_them():
     assert build_config(parse()) == LabConfig()
     assert build_config(parse("--quick")) == quick(LabConfig())
     config = build_config(
-        parse("--quick", "--steps", "7", "--eps", "0.1", "--iterations", "2, 8", "--objectives", "cfpo")
+        parse("--quick", "--steps", "7", "--eps", "0.1", "--iterations", "2, 8", "--objectives", "cfpo",
+              "--seeds", "3,1", "--batch-ratio", "1,4")
     )
     assert config == replace(quick(LabConfig()), steps=7, eps_low=0.1, eps_high=0.1, iterations_list=(2, 8),
-                             objectives=("cfpo",))
+                             objectives=("cfpo",), seeds=(3, 1), batch_ratios=(1, 4))
     # the bracketed defaults in --help document LabConfig's values
     help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["lab"].format_help().split())
     defaults = LabConfig()
     for shown in (",".join(defaults.objectives), ",".join(map(str, defaults.iterations_list)),
-                  f"[{defaults.batch_ratio}]", f"[{defaults.advantage}]", f"[{defaults.steps};",
+                  ",".join(map(str, defaults.batch_ratios)) + "]", ",".join(map(str, defaults.seeds)) + "]",
+                  f"[{defaults.advantage}]", f"[{defaults.steps};",
                   f"[{defaults.eps_low}]"):
         assert shown in help_text
     assert float(re.search(r"learning rate \[([^\]]+)\]", help_text).group(1)) == defaults.lr
+
+
+def test_cells_cover_the_grid_in_sweep_order_and_seeds_get_separate_streams():
+    config = replace(LabConfig(), iterations_list=(1, 4), batch_ratios=(1, 2), seeds=(0, 1))
+    names = [cell.name for cell in config.cells()]
+    assert len(names) == len(set(names)) == 2 * 2 * 2 * 2
+    assert names[:4] == ["ppo-it1-br1-seed0", "cfpo-it1-br1-seed0", "ppo-it1-br1-seed1", "cfpo-it1-br1-seed1"]
+    assert names[-1] == "cfpo-it4-br2-seed1"
+    streams = [stream_seed(seed, stream) for seed in range(4)
+               for stream in ("init", "warmup_data", "rl", "prompts", "sampling", "shuffle")]
+    assert len(set(streams)) == len(streams) and all(0 <= s < 2**63 for s in streams)

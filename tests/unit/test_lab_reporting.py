@@ -1,4 +1,5 @@
-"""reporting.metrics (JSONL writer/reader) and reporting.figures (metric grid, line plot)."""
+"""reporting.metrics (JSONL writer/reader), reporting.figures (metric grid with bands, line plot) and
+reporting.intervals' curve band over seeds."""
 
 import json
 import logging
@@ -107,3 +108,36 @@ def test_plot_lines_writes_png(tmp_path):
     plot_lines([0.0, 0.5, 1.0], {"a": [0, 1, 2], "b": [2, 1, None]}, path, xlabel="r", ylabel="loss", title="t")
     assert path.read_bytes().startswith(PNG_MAGIC)
     assert not (tmp_path / ".lines.png.tmp").exists()
+
+
+def test_seed_band_is_mean_and_range_at_the_steps_every_seed_has():
+    from openrlhf_cfpo.reporting.intervals import seed_band
+
+    steps, mean, low, high = seed_band([([1, 2, 3], [0.1, 0.4, None]), ([1, 2, 3], [0.3, 0.2, 0.5]),
+                                        ([2, 3], [0.3, 0.6])])
+    assert steps == [2]  # step 1 is missing from one seed, step 3 has no value in another
+    assert (mean, low, high) == ([pytest.approx(0.3)], [0.2], [0.4])
+    with pytest.raises(ValueError, match="at least one series"):
+        seed_band([])
+
+
+def test_metric_grid_shades_a_curves_band_in_its_colour(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+    from matplotlib.colors import to_rgb
+
+    captured = {}
+    original_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig: (captured.setdefault("fig", fig), original_close(fig)))
+    band = Curve("cfpo-it4", "cfpo", "iterations=4", "accuracy", [1, 2], [0.3, 0.4], low=[0.2, 0.35], high=[0.4, 0.5])
+    plain = Curve("ppo-it4", "ppo", "iterations=4", "accuracy", [1, 2], [0.3, 0.2])
+    plot_metric_grid([band, plain], ["accuracy"], tmp_path / "g.png")
+    (ax,) = captured["fig"].axes
+    (shaded,) = [c for c in ax.collections if isinstance(c, PolyCollection)]  # one band, for the curve with one
+    line = next(l for l in ax.get_lines() if l.get_label() == "cfpo-it4")
+    assert tuple(shaded.get_facecolor()[0][:3]) == pytest.approx(to_rgb(line.get_color()))
+    with pytest.raises(ValueError, match="a band needs both low and high"):
+        plot_metric_grid([Curve("x", "cfpo", "p", "m", [0, 1], [0.5, 0.6], low=[0.4, 0.5])], ["m"], tmp_path / "b.png")
+    with pytest.raises(ValueError, match="and a band of 1/2"):
+        plot_metric_grid([Curve("x", "cfpo", "p", "m", [0, 1], [0.5, 0.6], low=[0.4], high=[0.6, 0.7])], ["m"],
+                         tmp_path / "b.png")
