@@ -89,11 +89,11 @@ def test_pins_match_setup_py(docker_pins, setup_kwargs):
     assert cpu_pins["deepspeed"] == docker_pins["deepspeed"]
 
 
-def test_installs_this_package_with_gpu_and_eval_extras(dockerfile_lines, setup_kwargs):
+def test_installs_this_package_with_gpu_eval_and_trl_extras(dockerfile_lines, setup_kwargs):
     assert "COPY . ." in dockerfile_lines
     (install,) = [line for line in dockerfile_lines if re.search(r"pip install \S*\.\[", line)]
     extras = set(re.search(r"\.\[([\w,]+)\]", install).group(1).split(","))
-    assert extras == {"gpu", "eval"} and extras <= set(setup_kwargs["extras_require"])
+    assert extras == {"gpu", "eval", "trl"} and extras <= set(setup_kwargs["extras_require"])
     # the package comes after the pinned stack, so pip finds the pins already satisfied
     assert dockerfile_lines.index(install) > max(
         index for index, line in enumerate(dockerfile_lines) if "==" in line and line.startswith("RUN")
