@@ -3,7 +3,7 @@
 # it prints, in a few minutes:
 #   1. the loss bench on CUDA: OpenRLHF's PolicyLoss("ppo") vs the patched "cfpo", time and
 #      torch.cuda.max_memory_allocated ratios (bench/loss_bench.py --device cuda);
-#   2. `openrlhf-cfpo lab --device cuda` on a short sweep (--quick, iterations 1 and 4);
+#   2. `openrlhf-cfpo lab --device cuda` on a short sweep (--quick, one seed, iterations 1 and 4);
 #   3. the HF evaluation backend generating on CUDA with a tiny model built from a config;
 #   4. the Ray worker hook check: no torch.cuda call and no CUDA-probing import while the hook runs,
 #      CFPO in the actor's PolicyLoss on CUDA, and a CUDA_VISIBLE_DEVICES set after the hook (as Ray
@@ -106,7 +106,7 @@ section "1/4 loss bench: OpenRLHF PolicyLoss ppo vs patched cfpo on $DEVICE"
 PYTHONPATH="$ROOT" "$PY" "$ROOT/bench/loss_bench.py" --device "$DEVICE" --shapes "$BENCH_SHAPES"
 
 section "2/4 openrlhf-cfpo lab --device $DEVICE (quick sweep)"
-PYTHONPATH="$ROOT" "$PY" -m openrlhf_cfpo.cli lab --quick --iterations 1,4 --device "$DEVICE" \
+PYTHONPATH="$ROOT" "$PY" -m openrlhf_cfpo.cli lab --quick --seeds 0 --iterations 1,4 --workers 1 --device "$DEVICE" \
   --out "$WORK/lab" --cache-dir "$WORK/lab-cache" --no-progress
 
 section "3/4 HF evaluation backend generating on $DEVICE"

@@ -28,14 +28,14 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Tuple
 
     Values that are all equal give the degenerate interval [mean, mean] (all zeros give [0, 0]).
     """
-    from scipy.stats import t
-
     n = len(values)
     if n == 0:
         raise ValueError("t_interval needs at least one value")
     mean = math.fsum(values) / n
     if n < 2:
         return mean, None
+    from scipy.stats import t  # here: a single-seed run (e.g. bench/gpu_check.sh) needs no scipy
+
     sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
     half = float(t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
     return mean, (mean - half, mean + half)
