@@ -4,6 +4,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +18,13 @@ def quick_lab(tmp_path_factory) -> SimpleNamespace:
     argv = ["lab", "--quick", "--no-progress", "--workers", "1", "--out", str(out), "--cache-dir", str(cache)]
     assert main(argv) == 0
     return SimpleNamespace(out=out, cache=cache)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module: the 2-core CI machine runs tiny models faster single-threaded
+    (tiny matmuls, no oversubscription)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -6,20 +6,12 @@ import json
 import weakref
 
 import pytest
-import torch
 
 from openrlhf_cfpo.cli.main import main
 from openrlhf_cfpo.evaluation import generation, openllm
 from tiny_chat_model import build_small_vocab_model, build_tiny_chat_model
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The 2-core CI machine runs these faster single-threaded (tiny matmuls, no oversubscription)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -26,14 +26,7 @@ UPSTREAM_COMPUTE_LOSS = GRPOTrainer._compute_loss.__wrapped__  # TRL's own, kept
 UPSTREAM_INIT = GRPOTrainer.__init__.__wrapped__
 EPS_LOW, EPS_HIGH = 0.2, 0.28
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The 2-core CI machine runs these faster single-threaded (tiny matmuls, no oversubscription)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from openrlhf_cfpo.prompts import rlvr_system_prompt_for_model
 from tiny_chat_model import build_small_vocab_chat_model
@@ -149,13 +148,6 @@ def test_dataset_is_chat_prompts_within_the_prompt_length(chat_model, six_proble
     assert [record["solution"] for record in dataset] == [row["solution"] for row in expected]
     assert dataset[0]["prompt"] == [{"role": "system", "content": system}, {"role": "user", "content": expected[0]["problem"]}]
 
-
-@pytest.fixture
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_recipe_trains_writes_its_record_and_resumes(chat_model, six_problems, tmp_path, caplog, one_torch_thread):
