@@ -464,7 +464,7 @@ def nested(flat: Dict[str, object]) -> SimpleNamespace:
     return to_namespace(root)
 
 
-@pytest.mark.slow  # two dry runs: each imports OpenRLHF, DeepSpeed and Ray (~10 s of CPU)
+@pytest.mark.slow  # two dry-run subprocesses: OpenRLHF's parser and checks (no Ray, DeepSpeed)
 @pytest.mark.parametrize("name", ["table4", "batch_ratio"])
 def test_dry_run_round_trip(dry_runs, name):
     flags, resolved = dry_runs[name]
