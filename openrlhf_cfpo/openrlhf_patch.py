@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.abc
-import importlib.metadata
 import inspect
 import logging
 import sys
@@ -23,6 +22,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from openrlhf_cfpo.objectives import bounded_ratio, check_trust_region, clip_ratio, get_objective
+from openrlhf_cfpo.runinfo import require_version
 
 logger = logging.getLogger(__name__)
 
@@ -35,19 +35,13 @@ LOSS_MODULE = "openrlhf.models.loss"
 
 def check_openrlhf_version() -> str:
     """Return the installed OpenRLHF version; raise unless it is the one this patch was written for."""
-    try:
-        version = importlib.metadata.version("openrlhf")
-    except importlib.metadata.PackageNotFoundError:
-        raise RuntimeError(
-            f"OpenRLHF is not installed; openrlhf-cfpo needs openrlhf=={SUPPORTED_OPENRLHF_VERSION} "
-            "(GPU: pip install 'openrlhf-cfpo[gpu]'; CPU: make venv)"
-        ) from None
-    if version != SUPPORTED_OPENRLHF_VERSION:
-        raise RuntimeError(
-            f"openrlhf-cfpo patches OpenRLHF {SUPPORTED_OPENRLHF_VERSION} only, found openrlhf {version}; "
-            f"install openrlhf=={SUPPORTED_OPENRLHF_VERSION}"
-        )
-    return version
+    return require_version(
+        "openrlhf",
+        "OpenRLHF",
+        SUPPORTED_OPENRLHF_VERSION,
+        f"openrlhf-cfpo needs openrlhf=={SUPPORTED_OPENRLHF_VERSION} (GPU: pip install 'openrlhf-cfpo[gpu]'; "
+        "CPU: make venv)",
+    )
 
 
 def check_cfpo_settings(dual_clip: Optional[float], eps_low: float, eps_high: float) -> None:

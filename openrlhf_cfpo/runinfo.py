@@ -1,4 +1,5 @@
-"""Atomic file writes and the provenance record every command writes next to its results.
+"""Atomic file writes, the provenance record every command writes next to its results, and the
+installed-version check of the frameworks we patch.
 
 A run record is ``{"config": <resolved configuration>, "versions": {package: version},
 "git_sha": <this checkout's commit or null>, "python", "platform", "command": argv,
@@ -78,6 +79,22 @@ def package_versions(names: Iterable[str] = RUN_RECORD_PACKAGES) -> Dict[str, Op
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+def require_version(distribution: str, name: str, supported: str, missing_hint: str) -> str:
+    """Return the installed version of ``distribution``; raise RuntimeError unless it is ``supported``
+    (the version a patch was written for). ``name`` is how messages call it, ``missing_hint`` what
+    to do when it is not installed."""
+    try:
+        version = importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        raise RuntimeError(f"{name} is not installed; {missing_hint}") from None
+    if version != supported:
+        raise RuntimeError(
+            f"openrlhf-cfpo patches {name} {supported} only, found {distribution} {version}; "
+            f"install {distribution}=={supported}"
+        )
+    return version
 
 
 def git_sha() -> Optional[str]:

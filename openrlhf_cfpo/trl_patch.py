@@ -21,7 +21,6 @@ calls fails the step with an error instead of training another objective.
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import inspect
 import logging
 import math
@@ -31,6 +30,7 @@ from typing import Optional
 import torch
 
 from openrlhf_cfpo.objectives import LOG_RATIO_BOUND, Objective, check_trust_region, get_objective
+from openrlhf_cfpo.runinfo import require_version
 
 logger = logging.getLogger(__name__)
 
@@ -45,19 +45,12 @@ _PATCHED_MARKER = "_openrlhf_cfpo_patched"
 
 def check_trl_version() -> str:
     """Return the installed TRL version; raise unless it is the one this patch was written for."""
-    try:
-        version = importlib.metadata.version("trl")
-    except importlib.metadata.PackageNotFoundError:
-        raise RuntimeError(
-            f"TRL is not installed; CFPO in TRL needs trl=={SUPPORTED_TRL_VERSION} "
-            "(pip install 'openrlhf-cfpo[trl]')"
-        ) from None
-    if version != SUPPORTED_TRL_VERSION:
-        raise RuntimeError(
-            f"openrlhf-cfpo patches TRL {SUPPORTED_TRL_VERSION} only, found trl {version}; "
-            f"install trl=={SUPPORTED_TRL_VERSION}"
-        )
-    return version
+    return require_version(
+        "trl",
+        "TRL",
+        SUPPORTED_TRL_VERSION,
+        f"CFPO in TRL needs trl=={SUPPORTED_TRL_VERSION} (pip install 'openrlhf-cfpo[trl]')",
+    )
 
 
 def check_cfpo_config(config) -> None:
