@@ -180,6 +180,7 @@ class _ChatGenerator:
         self._tokenizer = None
         self._stop: Dict[int, str] = {}
         self._engine = None  # the loaded model (HF) or vllm.LLM
+        self._description: Optional[Dict[str, Any]] = None  # describe()'s, once computed
 
     def _tokenizer_and_stop(self):
         if self._tokenizer is None:
@@ -203,18 +204,20 @@ class _ChatGenerator:
         """What decides the replies besides the conversations and sampling: the model (a folder's
         resolved path and fingerprint, or the Hub id), backend, seed, length cap, chat template and stop
         tokens. Recorded in run_config.json; saved answers are reused only under the same description."""
-        tokenizer, stop = self._tokenizer_and_stop()
-        folder = Path(self.model_name)
-        return {
-            "model": str(folder.resolve()) if folder.is_dir() else self.model_name,
-            "model_fingerprint": model_fingerprint(self.model_name),
-            "backend": self.backend,
-            "seed": self.seed,
-            "max_new_tokens_cap": self.max_new_tokens_cap,
-            "chat_template_sha256": hashlib.sha256(tokenizer.chat_template.encode("utf-8")).hexdigest(),
-            "stop_token_ids": list(stop),
-            "stop_tokens": list(stop.values()),
-        }
+        if self._description is None:  # computed once: the fingerprint reads the checkpoint's files
+            tokenizer, stop = self._tokenizer_and_stop()
+            folder = Path(self.model_name)
+            self._description = {
+                "model": str(folder.resolve()) if folder.is_dir() else self.model_name,
+                "model_fingerprint": model_fingerprint(self.model_name),
+                "backend": self.backend,
+                "seed": self.seed,
+                "max_new_tokens_cap": self.max_new_tokens_cap,
+                "chat_template_sha256": hashlib.sha256(tokenizer.chat_template.encode("utf-8")).hexdigest(),
+                "stop_token_ids": list(stop),
+                "stop_tokens": list(stop.values()),
+            }
+        return dict(self._description)
 
     def release(self) -> None:
         """Drop the loaded engine and free its GPU memory; the next ``generate`` loads it again."""
