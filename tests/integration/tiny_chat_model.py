@@ -1,4 +1,4 @@
-"""Random-init tiny chat models with the tokenizers from ../shared/benchmarks/tokenizers, saved to a folder."""
+"""Random-init tiny chat models with the chat tokenizers of tests/fixtures/benchmarks/tokenizers, saved to a folder."""
 
 from pathlib import Path
 
