@@ -1,5 +1,5 @@
 """Each benchmark of this area end to end through the CLI on tiny random models, offline, with --limit
-and --data-dir ../shared/benchmarks: IFEval, reasoning (HF generation with the Qwen3 chat template) and
+and --data-dir tests/fixtures/benchmarks: IFEval, reasoning (HF generation with the Qwen3 chat template) and
 the OpenLLM tasks (lm-eval log-likelihoods on a small-vocabulary model)."""
 
 import json
@@ -26,7 +26,8 @@ def _eval(capsys, *argv):
     return captured.out
 
 
-def test_ifeval_generates_scores_and_rescoring_its_responses_gives_the_same_numbers(chat_model, fixtures_dir, tmp_path, capsys):
+def test_ifeval_generates_scores_and_rescoring_its_responses_gives_the_same_numbers(chat_model, fixtures_dir, nltk_punkt,
+                                                                                   tmp_path, capsys):
     out = tmp_path / "gen"
     _eval(capsys, "--model", chat_model, "--benchmarks", "ifeval", "--data-dir", fixtures_dir, "--out", out,
           "--limit", 3, "--max-new-tokens", 8)
@@ -67,7 +68,7 @@ def test_reasoning_suite_runs_the_local_tasks_and_reports_gated_gpqa_missing(cha
 
 
 def _synthetic_hellaswag(folder, n=12):
-    """Records in rowanz/hellaswag's JSONL layout (the layout --data-dir expects; none ship in ../shared)."""
+    """Records in rowanz/hellaswag's JSONL layout (the layout --data-dir expects; no fixture ships)."""
     folder.mkdir()
     for name in ("hellaswag_train.jsonl", "hellaswag_val.jsonl"):
         rows = [{"ind": i, "activity_label": "Cooking", "ctx_a": f"A man cuts onion {i}.", "ctx_b": "then he",
@@ -95,7 +96,7 @@ def test_openllm_runs_lm_eval_tasks_on_local_files_and_averages_what_ran(fixture
     assert result["average"] == pytest.approx(sum(result[task] for task in ran) / len(ran), abs=1e-12)
     assert "average is over arc, hellaswag, mmlu, truthfulqa, gsm8k only" in result["note"]
     assert result["protocol"].startswith(openllm.PROTOCOL)
-    assert "ARC from --data-dir (AI2 JSONL): 1150 of 1172 test questions, the 25 shots drawn from the dev split" in (
+    assert "ARC from --data-dir (AI2 JSONL): 3 of 1172 test questions, the 25 shots drawn from the dev split" in (
         result["protocol"])
 
     lm_eval_results = json.loads((out / "openllm" / "lm_eval_results.json").read_text())
@@ -108,7 +109,7 @@ def test_openllm_runs_lm_eval_tasks_on_local_files_and_averages_what_ran(fixture
     assert lm_eval_results["n-shot"]["mmlu_anatomy"] == 5 and lm_eval_results["n-shot"]["truthfulqa_mc2"] == 0
 
 
-def test_generation_engine_is_released_before_lm_eval_loads_the_model(chat_model, fixtures_dir, tmp_path,
+def test_generation_engine_is_released_before_lm_eval_loads_the_model(chat_model, fixtures_dir, nltk_punkt, tmp_path,
                                                                       monkeypatch, capsys):
     """--suite all on one GPU: OpenLLM (lm-eval loads --model itself) runs after the generating
     benchmarks, and by then the generation engine is gone (here: no reference to the HF model left)."""
