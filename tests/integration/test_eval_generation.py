@@ -140,7 +140,7 @@ def test_end_of_turn_token_comes_from_the_chat_template(models):
     assert generation.end_of_turn_token(plain) is None  # nothing special ends a turn: eos alone stops
 
 
-def test_run_config_records_the_stop_tokens(models, fixtures_dir, tmp_path, capsys):
+def test_run_config_records_the_stop_tokens(models, fixtures_dir, nltk_punkt, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["eval", "--model", models["llama3"], "--benchmarks", "ifeval", "--data-dir", str(fixtures_dir),
                "--limit", "1", "--max-new-tokens", "2", "--out", str(out)])
