@@ -64,7 +64,8 @@ def require_data(*relpaths: str) -> Path:
     root = full_data_root()
     absent = [relpath for relpath in relpaths if not (root / relpath).exists()]
     if absent or not root.is_dir():
-        missing_data(f"needs the full benchmark files {', '.join(absent or relpaths)} (looked in {root})")
+        what = f"files {', '.join(absent)}" if absent else "folder"
+        missing_data(f"needs the full benchmark {what} (looked in {root})")
     return root
 
 
