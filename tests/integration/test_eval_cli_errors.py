@@ -45,42 +45,42 @@ def _eval(capsys, *argv):
          "give each judged benchmark one model, as mt_bench=NAME"),
     ],
 )
-def test_bad_flags_are_one_clear_line(tmp_path, benchmarks_dir, capsys, argv, message):
-    qwen = benchmarks_dir / "tokenizers" / "qwen3"  # a folder with a chat tokenizer and no weights
-    argv = [a.format(tmp=tmp_path, ref=benchmarks_dir / REFERENCE, data=benchmarks_dir, qwen=qwen) for a in argv]
+def test_bad_flags_are_one_clear_line(tmp_path, fixtures_dir, capsys, argv, message):
+    qwen = fixtures_dir / "tokenizers" / "qwen3"  # a folder with a chat tokenizer and no weights
+    argv = [a.format(tmp=tmp_path, ref=fixtures_dir / REFERENCE, data=fixtures_dir, qwen=qwen) for a in argv]
     rc, err = _eval(capsys, *argv, "--out", tmp_path / "out")
     assert rc == 2
     assert err.startswith("openrlhf-cfpo eval: error: ") and message in err
     assert "Traceback" not in err and len(err.splitlines()) == 1
 
 
-def test_missing_data_file_names_the_file(tmp_path, benchmarks_dir, capsys):
-    rc, err = _eval(capsys, "--benchmarks", "ifeval", "--responses", benchmarks_dir / REFERENCE,
+def test_missing_data_file_names_the_file(tmp_path, fixtures_dir, capsys):
+    rc, err = _eval(capsys, "--benchmarks", "ifeval", "--responses", fixtures_dir / REFERENCE,
                     "--data-dir", tmp_path, "--out", tmp_path / "out")
     assert rc == 2 and f"{tmp_path / 'ifeval' / 'input_data.jsonl'} not found" in err
 
 
-def test_corrupt_data_file_names_the_line(tmp_path, benchmarks_dir, capsys):
+def test_corrupt_data_file_names_the_line(tmp_path, fixtures_dir, capsys):
     (tmp_path / "ifeval").mkdir()
-    lines = (benchmarks_dir / "ifeval" / "input_data.jsonl").read_text().splitlines()
+    lines = (fixtures_dir / "ifeval" / "input_data.jsonl").read_text().splitlines()
     lines[2] = lines[2][:40]  # truncated record
     (tmp_path / "ifeval" / "input_data.jsonl").write_text("\n".join(lines) + "\n")
-    rc, err = _eval(capsys, "--benchmarks", "ifeval", "--responses", benchmarks_dir / REFERENCE,
+    rc, err = _eval(capsys, "--benchmarks", "ifeval", "--responses", fixtures_dir / REFERENCE,
                     "--data-dir", tmp_path, "--out", tmp_path / "out")
     assert rc == 2 and "input_data.jsonl line 3 is not valid JSON" in err and "replace it" in err
 
 
-def test_responses_for_unknown_prompts_are_rejected(tmp_path, benchmarks_dir, capsys):
+def test_responses_for_unknown_prompts_are_rejected(tmp_path, fixtures_dir, capsys):
     responses = tmp_path / "r.jsonl"
     responses.write_text(json.dumps({"prompt": "Tell me a joke.", "response": "No."}) + "\n")
-    rc, err = _eval(capsys, "--benchmarks", "ifeval", "--responses", responses, "--data-dir", benchmarks_dir,
+    rc, err = _eval(capsys, "--benchmarks", "ifeval", "--responses", responses, "--data-dir", fixtures_dir,
                     "--out", tmp_path / "out")
     assert rc == 2 and "r.jsonl line 1: prompt 'Tell me a joke.'... is not an IFEval prompt" in err
 
 
-def test_reasoning_with_no_data_for_any_selected_task_is_an_error(tmp_path, benchmarks_dir, capsys):
-    shutil.copytree(benchmarks_dir / "aime24", tmp_path / "data" / "aime24")
-    rc, err = _eval(capsys, "--benchmarks", "math500,gpqa_diamond", "--model", benchmarks_dir / "tokenizers" / "qwen3",
+def test_reasoning_with_no_data_for_any_selected_task_is_an_error(tmp_path, fixtures_dir, capsys):
+    shutil.copytree(fixtures_dir / "aime24", tmp_path / "data" / "aime24")
+    rc, err = _eval(capsys, "--benchmarks", "math500,gpqa_diamond", "--model", fixtures_dir / "tokenizers" / "qwen3",
                     "--model-size", "3B", "--data-dir", tmp_path / "data", "--out", tmp_path / "out")
     assert rc == 2 and "math500: " in err and "gpqa_diamond: " in err
 

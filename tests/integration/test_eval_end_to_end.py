@@ -1,5 +1,5 @@
 """Each benchmark of this area end to end through the CLI on tiny random models, offline, with --limit
-and --data-dir ../shared/benchmarks: IFEval, reasoning (HF generation with the Qwen3 chat template) and
+and --data-dir tests/fixtures/benchmarks: IFEval, reasoning (HF generation with the Qwen3 chat template) and
 the OpenLLM tasks (lm-eval log-likelihoods on a small-vocabulary model)."""
 
 import json
@@ -15,8 +15,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def chat_model(tmp_path_factory, benchmarks_dir):
-    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny_chat"), benchmarks_dir / "tokenizers" / "qwen3")
+def chat_model(tmp_path_factory, fixtures_dir):
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny_chat"), fixtures_dir / "tokenizers" / "qwen3")
 
 
 def _eval(capsys, *argv):
@@ -26,9 +26,10 @@ def _eval(capsys, *argv):
     return captured.out
 
 
-def test_ifeval_generates_scores_and_rescoring_its_responses_gives_the_same_numbers(chat_model, benchmarks_dir, tmp_path, capsys):
+def test_ifeval_generates_scores_and_rescoring_its_responses_gives_the_same_numbers(chat_model, fixtures_dir, nltk_punkt,
+                                                                                   tmp_path, capsys):
     out = tmp_path / "gen"
-    _eval(capsys, "--model", chat_model, "--benchmarks", "ifeval", "--data-dir", benchmarks_dir, "--out", out,
+    _eval(capsys, "--model", chat_model, "--benchmarks", "ifeval", "--data-dir", fixtures_dir, "--out", out,
           "--limit", 3, "--max-new-tokens", 8)
     generated = json.loads((out / "results.json").read_text())["ifeval"]
     assert generated["n_prompts"] == 3
@@ -36,20 +37,20 @@ def test_ifeval_generates_scores_and_rescoring_its_responses_gives_the_same_numb
         assert 0.0 <= generated[key] <= 1.0
     assert generated["prompt_strict"] <= generated["prompt_loose"] and generated["inst_strict"] <= generated["inst_loose"]
     responses = [json.loads(line) for line in (out / "ifeval" / "responses.jsonl").read_text().splitlines()]
-    prompts = [json.loads(line)["prompt"] for line in (benchmarks_dir / "ifeval" / "input_data.jsonl").read_text().splitlines()[:3]]
+    prompts = [json.loads(line)["prompt"] for line in (fixtures_dir / "ifeval" / "input_data.jsonl").read_text().splitlines()[:3]]
     assert [r["prompt"] for r in responses] == prompts
     run_config = json.loads((out / "run_config.json").read_text())
     assert run_config["config"]["backend"] == "hf" and run_config["config"]["max_new_tokens"] == 8
 
     rescored = tmp_path / "rescored"
     _eval(capsys, "--responses", out / "ifeval" / "responses.jsonl", "--benchmarks", "ifeval",
-          "--data-dir", benchmarks_dir, "--out", rescored)
+          "--data-dir", fixtures_dir, "--out", rescored)
     assert json.loads((rescored / "results.json").read_text())["ifeval"] == generated
 
 
-def test_reasoning_suite_runs_the_local_tasks_and_reports_gated_gpqa_missing(chat_model, benchmarks_dir, tmp_path, capsys):
+def test_reasoning_suite_runs_the_local_tasks_and_reports_gated_gpqa_missing(chat_model, fixtures_dir, tmp_path, capsys):
     out = tmp_path / "reasoning"
-    printed = _eval(capsys, "--model", chat_model, "--suite", "reasoning", "--data-dir", benchmarks_dir, "--out", out,
+    printed = _eval(capsys, "--model", chat_model, "--suite", "reasoning", "--data-dir", fixtures_dir, "--out", out,
                     "--limit", 2, "--max-new-tokens", 6, "--model-name", "tiny-qwen2.5-3b")
     result = json.loads((out / "results.json").read_text())["reasoning"]
     assert {task: result[task] in (0.0, 0.5, 1.0) for task in ("math500", "gsm8k", "aime24")} == {
@@ -67,7 +68,7 @@ def test_reasoning_suite_runs_the_local_tasks_and_reports_gated_gpqa_missing(cha
 
 
 def _synthetic_hellaswag(folder, n=12):
-    """Records in rowanz/hellaswag's JSONL layout (the layout --data-dir expects; none ship in ../shared)."""
+    """Records in rowanz/hellaswag's JSONL layout (the layout --data-dir expects; no fixture ships)."""
     folder.mkdir()
     for name in ("hellaswag_train.jsonl", "hellaswag_val.jsonl"):
         rows = [{"ind": i, "activity_label": "Cooking", "ctx_a": f"A man cuts onion {i}.", "ctx_b": "then he",
@@ -76,13 +77,13 @@ def _synthetic_hellaswag(folder, n=12):
         (folder / name).write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
-def test_openllm_runs_lm_eval_tasks_on_local_files_and_averages_what_ran(benchmarks_dir, tmp_path, capsys):
-    corpus = [benchmarks_dir / "arc_challenge" / "ARC-Challenge-Dev.jsonl", benchmarks_dir / "gsm8k" / "test.jsonl"]
+def test_openllm_runs_lm_eval_tasks_on_local_files_and_averages_what_ran(fixtures_dir, tmp_path, capsys):
+    corpus = [fixtures_dir / "arc_challenge" / "ARC-Challenge-Dev.jsonl", fixtures_dir / "gsm8k" / "test.jsonl"]
     model = build_small_vocab_model(tmp_path / "small", corpus)
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     for folder in ("arc_challenge", "mmlu", "truthfulqa", "gsm8k"):
-        (data_dir / folder).symlink_to(benchmarks_dir / folder)
+        (data_dir / folder).symlink_to(fixtures_dir / folder)
     _synthetic_hellaswag(data_dir / "hellaswag")  # winogrande stays absent
     out = tmp_path / "openllm"
     _eval(capsys, "--model", model, "--suite", "capability", "--data-dir", data_dir, "--out", out,
@@ -95,7 +96,7 @@ def test_openllm_runs_lm_eval_tasks_on_local_files_and_averages_what_ran(benchma
     assert result["average"] == pytest.approx(sum(result[task] for task in ran) / len(ran), abs=1e-12)
     assert "average is over arc, hellaswag, mmlu, truthfulqa, gsm8k only" in result["note"]
     assert result["protocol"].startswith(openllm.PROTOCOL)
-    assert "ARC from --data-dir (AI2 JSONL): 1150 of 1172 test questions, the 25 shots drawn from the dev split" in (
+    assert "ARC from --data-dir (AI2 JSONL): 3 of 1172 test questions, the 25 shots drawn from the dev split" in (
         result["protocol"])
 
     lm_eval_results = json.loads((out / "openllm" / "lm_eval_results.json").read_text())
@@ -108,7 +109,7 @@ def test_openllm_runs_lm_eval_tasks_on_local_files_and_averages_what_ran(benchma
     assert lm_eval_results["n-shot"]["mmlu_anatomy"] == 5 and lm_eval_results["n-shot"]["truthfulqa_mc2"] == 0
 
 
-def test_generation_engine_is_released_before_lm_eval_loads_the_model(chat_model, benchmarks_dir, tmp_path,
+def test_generation_engine_is_released_before_lm_eval_loads_the_model(chat_model, fixtures_dir, nltk_punkt, tmp_path,
                                                                       monkeypatch, capsys):
     """--suite all on one GPU: OpenLLM (lm-eval loads --model itself) runs after the generating
     benchmarks, and by then the generation engine is gone (here: no reference to the HF model left)."""
@@ -123,7 +124,7 @@ def test_generation_engine_is_released_before_lm_eval_loads_the_model(chat_model
 
     monkeypatch.setattr(openllm, "run", lm_eval_stand_in)
     out = tmp_path / "out"
-    _eval(capsys, "--model", chat_model, "--benchmarks", "openllm,ifeval", "--data-dir", benchmarks_dir, "--out", out,
+    _eval(capsys, "--model", chat_model, "--benchmarks", "openllm,ifeval", "--data-dir", fixtures_dir, "--out", out,
           "--limit", 1, "--max-new-tokens", 2)
     assert engines and at_lm_eval == {"engines_alive": [False] * len(engines), "generator": None}
     assert list(json.loads((out / "results.json").read_text())) == ["ifeval", "openllm"]

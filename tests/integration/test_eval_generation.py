@@ -30,9 +30,9 @@ TOKENIZERS = {
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, benchmarks_dir):
+def models(tmp_path_factory, fixtures_dir):
     folder = tmp_path_factory.mktemp("chat_models")
-    tokenizers = benchmarks_dir / "tokenizers"
+    tokenizers = fixtures_dir / "tokenizers"
     return {
         "llama3": str(build_tiny_llama3_model(folder / "llama3", tokenizers / TOKENIZERS["llama3"][0])),
         "qwen3": str(build_tiny_chat_model(folder / "qwen3", tokenizers / TOKENIZERS["qwen3"][0])),
@@ -140,9 +140,9 @@ def test_end_of_turn_token_comes_from_the_chat_template(models):
     assert generation.end_of_turn_token(plain) is None  # nothing special ends a turn: eos alone stops
 
 
-def test_run_config_records_the_stop_tokens(models, benchmarks_dir, tmp_path, capsys):
+def test_run_config_records_the_stop_tokens(models, fixtures_dir, nltk_punkt, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = main(["eval", "--model", models["llama3"], "--benchmarks", "ifeval", "--data-dir", str(benchmarks_dir),
+    rc = main(["eval", "--model", models["llama3"], "--benchmarks", "ifeval", "--data-dir", str(fixtures_dir),
                "--limit", "1", "--max-new-tokens", "2", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     recorded = json.loads((out / "run_config.json").read_text())["config"]["generation"]
@@ -162,8 +162,8 @@ def test_release_drops_the_engine_and_empties_the_cuda_cache(models, monkeypatch
     assert engine() is None and emptied == [1]
 
 
-def test_tokenizer_without_chat_template_is_refused(tmp_path, benchmarks_dir):
-    tokenizer = AutoTokenizer.from_pretrained(benchmarks_dir / "tokenizers" / "qwen3")
+def test_tokenizer_without_chat_template_is_refused(tmp_path, fixtures_dir):
+    tokenizer = AutoTokenizer.from_pretrained(fixtures_dir / "tokenizers" / "qwen3")
     tokenizer.chat_template = None
     tokenizer.save_pretrained(tmp_path)
     (tmp_path / "chat_template.jinja").unlink(missing_ok=True)

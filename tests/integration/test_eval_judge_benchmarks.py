@@ -137,20 +137,20 @@ def evaluate(name, responses, data, out, url, capsys, limit=None, extra=()):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["alpaca_eval", "arena_hard", "mt_bench"])
-def test_scores_survive_faults_and_a_restart_pays_nothing(name, benchmarks_dir, tmp_path, glm_data, capsys):
-    answers = write_responses(name, benchmarks_dir, tmp_path / "responses")
+def test_scores_survive_faults_and_a_restart_pays_nothing(name, fixtures_dir, tmp_path, glm_data, capsys):
+    answers = write_responses(name, fixtures_dir, tmp_path / "responses")
     with JudgeServer() as server:
-        code, clean = evaluate(name, tmp_path / "responses", benchmarks_dir, tmp_path / "clean", server.url, capsys)
+        code, clean = evaluate(name, tmp_path / "responses", fixtures_dir, tmp_path / "clean", server.url, capsys)
         assert code == 0, clean
         judged = server.served
-    for key, value in expected_metrics(name, benchmarks_dir, answers, LIMITS[name]).items():
+    for key, value in expected_metrics(name, fixtures_dir, answers, LIMITS[name]).items():
         assert clean[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
     if name == "arena_hard":
         assert clean["ci_low"] <= clean["score"] <= clean["ci_high"]
     assert (tmp_path / "clean" / name / "results.md").is_file()
 
     with JudgeServer(fault_share=0.4, hang_s=2.0, withhold_share=0.3) as faulty:
-        code, recovered = evaluate(name, tmp_path / "responses", benchmarks_dir, tmp_path / "faulty", faulty.url, capsys)
+        code, recovered = evaluate(name, tmp_path / "responses", fixtures_dir, tmp_path / "faulty", faulty.url, capsys)
         assert code == 0, recovered
         assert sum(faulty.injected.values()) > 0
         assert max(faulty.served_bodies.values()) == 1  # nothing judged twice
@@ -159,23 +159,23 @@ def test_scores_survive_faults_and_a_restart_pays_nothing(name, benchmarks_dir, 
     assert recovered == clean
 
     with JudgeServer() as restarted:
-        code, rerun = evaluate(name, tmp_path / "responses", benchmarks_dir, tmp_path / "faulty", restarted.url, capsys)
+        code, rerun = evaluate(name, tmp_path / "responses", fixtures_dir, tmp_path / "faulty", restarted.url, capsys)
         assert code == 0, rerun
         assert restarted.requests == 0
     assert rerun == clean
 
 
 @pytest.mark.slow
-def test_tiny_model_end_to_end(benchmarks_dir, tmp_path, glm_data, capsys):
-    model = build_tiny_chat_model(tmp_path / "tiny", benchmarks_dir / "tokenizers" / "qwen3")
+def test_tiny_model_end_to_end(fixtures_dir, tmp_path, glm_data, capsys):
+    model = build_tiny_chat_model(tmp_path / "tiny", fixtures_dir / "tokenizers" / "qwen3")
     out = tmp_path / "out"
     command = ["eval", "--model", str(model), "--backend", "hf", "--benchmarks", "alpaca_eval,arena_hard,mt_bench",
-               "--data-dir", str(benchmarks_dir), "--limit", "2", "--max-new-tokens", "8", "--out", str(out)]
+               "--data-dir", str(fixtures_dir), "--limit", "2", "--max-new-tokens", "8", "--out", str(out)]
     with JudgeServer() as server:
         assert main([*command, "--judge-base-url", server.url]) == 0, capsys.readouterr().err
         assert server.served == 2 + 2 * 2 + 2 * 2  # alpaca_eval, arena_hard (2 games), mt_bench (2 turns)
     results = json.loads((out / "results.json").read_text())
-    reference = json.loads((benchmarks_dir / "alpaca_eval/gpt4_1106_preview/model_outputs.json").read_text())
+    reference = json.loads((fixtures_dir / "alpaca_eval/gpt4_1106_preview/model_outputs.json").read_text())
     generated = {
         "alpaca_eval": (reference, saved_answers(out, "alpaca_eval")),
         "arena_hard": saved_answers(out, "arena_hard"),
@@ -183,14 +183,14 @@ def test_tiny_model_end_to_end(benchmarks_dir, tmp_path, glm_data, capsys):
     }
     for name, answers in generated.items():
         assert results[name]["protocol"] and results[name]["judge"] == judge.load_judge_config(name)["model"]
-        for key, value in expected_metrics(name, benchmarks_dir, answers, 2).items():
+        for key, value in expected_metrics(name, fixtures_dir, answers, 2).items():
             assert results[name][key] == pytest.approx(value, rel=1e-6, abs=1e-9), (name, key)
     with JudgeServer() as restarted:  # the same command again: generations and judgments are reused
         assert main([*command, "--judge-base-url", restarted.url]) == 0
         assert restarted.requests == 0
     assert json.loads((out / "results.json").read_text()) == results
 
-    other = build_tiny_chat_model(tmp_path / "other", benchmarks_dir / "tokenizers" / "qwen3", seed=1)
+    other = build_tiny_chat_model(tmp_path / "other", fixtures_dir / "tokenizers" / "qwen3", seed=1)
     with JudgeServer() as server:  # another checkpoint into the same OUT: every benchmark generates anew
         assert main([*command, "--model", str(other), "--judge-base-url", server.url]) == 0
         assert server.requests > 0
@@ -198,13 +198,13 @@ def test_tiny_model_end_to_end(benchmarks_dir, tmp_path, glm_data, capsys):
         assert len(list((out / name / "answers").iterdir())) == 2, name
 
 
-def test_mt_bench_reasoning_is_judged_against_the_reference(benchmarks_dir, tmp_path, capsys):
-    write_responses("mt_bench", benchmarks_dir, tmp_path / "responses")
+def test_mt_bench_reasoning_is_judged_against_the_reference(fixtures_dir, tmp_path, capsys):
+    write_responses("mt_bench", fixtures_dir, tmp_path / "responses")
     with JudgeServer() as server:
-        code, _ = evaluate("mt_bench", tmp_path / "responses", benchmarks_dir, tmp_path / "out", server.url, capsys, limit=21)
+        code, _ = evaluate("mt_bench", tmp_path / "responses", fixtures_dir, tmp_path / "out", server.url, capsys, limit=21)
     assert code == 0
     judgments = read_jsonl(tmp_path / "out" / "mt_bench" / "judgments.jsonl")
-    references = {r["question_id"]: r["choices"][0]["turns"] for r in read_jsonl(benchmarks_dir / "mt_bench/reference_answer/gpt-4.jsonl")}
+    references = {r["question_id"]: r["choices"][0]["turns"] for r in read_jsonl(fixtures_dir / "mt_bench/reference_answer/gpt-4.jsonl")}
     by_prompt = {(j["question_id"], j["turn"]): j for j in judgments}
     assert by_prompt[101, 1]["judge"][1] == "single-math-v1" and references[101][0] in by_prompt[101, 1]["user_prompt"]
     assert by_prompt[101, 2]["judge"][1] == "single-math-v1-multi-turn" and references[101][1] in by_prompt[101, 2]["user_prompt"]
@@ -212,44 +212,44 @@ def test_mt_bench_reasoning_is_judged_against_the_reference(benchmarks_dir, tmp_
 
 
 @pytest.mark.parametrize("name", ["alpaca_eval", "arena_hard", "mt_bench"])
-def test_corrupt_answer_file_is_a_clear_error(name, benchmarks_dir, tmp_path, glm_data, capsys):
-    write_responses(name, benchmarks_dir, tmp_path / "responses")
+def test_corrupt_answer_file_is_a_clear_error(name, fixtures_dir, tmp_path, glm_data, capsys):
+    write_responses(name, fixtures_dir, tmp_path / "responses")
     text = (tmp_path / "responses").read_text()
     (tmp_path / "responses").write_text(text[: len(text) // 3])  # cut mid-record
     with JudgeServer() as server:
-        code, error = evaluate(name, tmp_path / "responses", benchmarks_dir, tmp_path / "out", server.url, capsys)
+        code, error = evaluate(name, tmp_path / "responses", fixtures_dir, tmp_path / "out", server.url, capsys)
         assert server.requests == 0
     assert code == 2
     assert error.startswith("openrlhf-cfpo eval: error: ") and str(tmp_path / "responses") in error
     assert "not valid JSON" in error
 
 
-def test_missing_answers_are_named(benchmarks_dir, tmp_path, capsys):
-    records = write_responses("arena_hard", benchmarks_dir, tmp_path / "responses")
-    first = read_jsonl(benchmarks_dir / "arena_hard_v0.1/legacy/question.jsonl")[0]["question_id"]
+def test_missing_answers_are_named(fixtures_dir, tmp_path, capsys):
+    records = write_responses("arena_hard", fixtures_dir, tmp_path / "responses")
+    first = read_jsonl(fixtures_dir / "arena_hard_v0.1/legacy/question.jsonl")[0]["question_id"]
     (tmp_path / "responses").write_text("".join(json.dumps(r) + "\n" for r in records if r["question_id"] != first))
-    code, error = evaluate("arena_hard", tmp_path / "responses", benchmarks_dir, tmp_path / "out", "http://127.0.0.1:9/v1", capsys)
+    code, error = evaluate("arena_hard", tmp_path / "responses", fixtures_dir, tmp_path / "out", "http://127.0.0.1:9/v1", capsys)
     assert code == 2 and first in error and "--limit" in error
 
 
-def test_unreachable_judge_is_a_clear_error(benchmarks_dir, tmp_path, capsys):
+def test_unreachable_judge_is_a_clear_error(fixtures_dir, tmp_path, capsys):
     import socket
 
-    write_responses("mt_bench", benchmarks_dir, tmp_path / "responses")
+    write_responses("mt_bench", fixtures_dir, tmp_path / "responses")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
-    code, error = evaluate("mt_bench", tmp_path / "responses", benchmarks_dir, tmp_path / "out", url, capsys, limit=2)
+    code, error = evaluate("mt_bench", tmp_path / "responses", fixtures_dir, tmp_path / "out", url, capsys, limit=2)
     assert code == 2 and url in error and "--judge-base-url" in error
 
 
-def test_alpaca_eval_without_glm_data_fails_before_judging(benchmarks_dir, tmp_path, monkeypatch, capsys):
+def test_alpaca_eval_without_glm_data_fails_before_judging(fixtures_dir, tmp_path, monkeypatch, capsys):
     import alpaca_eval.constants
 
     monkeypatch.setattr(alpaca_eval.constants, "DEFAULT_CACHE_DIR", str(tmp_path / "empty_hf_cache"))
-    write_responses("alpaca_eval", benchmarks_dir, tmp_path / "responses")
+    write_responses("alpaca_eval", fixtures_dir, tmp_path / "responses")
     with JudgeServer() as server:
-        code, error = evaluate("alpaca_eval", tmp_path / "responses", benchmarks_dir, tmp_path / "out", server.url, capsys)
+        code, error = evaluate("alpaca_eval", tmp_path / "responses", fixtures_dir, tmp_path / "out", server.url, capsys)
         assert server.requests == 0
     assert code == 2 and "df_gamed.csv" in error and "tatsu-lab/alpaca_eval" in error
 
@@ -259,10 +259,10 @@ def test_alpaca_eval_without_glm_data_fails_before_judging(benchmarks_dir, tmp_p
     ("judge-all,mt_bench=judge-mt", "arena_hard", "judge-all"),
     ("arena_hard=judge-ah", "mt_bench", "gpt-4"),  # not named: the paper's default (evaluation/judges/)
 ])
-def test_judge_model_per_benchmark_is_used_and_recorded(judge_flag, name, expected, benchmarks_dir, tmp_path, capsys):
-    write_responses(name, benchmarks_dir, tmp_path / "responses")
+def test_judge_model_per_benchmark_is_used_and_recorded(judge_flag, name, expected, fixtures_dir, tmp_path, capsys):
+    write_responses(name, fixtures_dir, tmp_path / "responses")
     with JudgeServer() as server:
-        code, _ = evaluate(name, tmp_path / "responses", benchmarks_dir, tmp_path / "out", server.url, capsys, limit=2,
+        code, _ = evaluate(name, tmp_path / "responses", fixtures_dir, tmp_path / "out", server.url, capsys, limit=2,
                            extra=["--judge-model", judge_flag])
         assert code == 0 and set(server.models) == {expected}
     results = json.loads((tmp_path / "out" / "results.json").read_text())[name]
@@ -270,15 +270,15 @@ def test_judge_model_per_benchmark_is_used_and_recorded(judge_flag, name, expect
     assert f"Judge: {expected}" in (tmp_path / "out" / "results.md").read_text()
 
 
-def test_mt_bench_ratings_are_numbers_and_unrated_turns_are_counted(benchmarks_dir, tmp_path, capsys):
+def test_mt_bench_ratings_are_numbers_and_unrated_turns_are_counted(fixtures_dir, tmp_path, capsys):
     """FastChat's literal_eval fails on [[08]]; every rating the patterns match is a number here, and a
     judgment without one is left out of the means and counted."""
     def rating_text(rating):
         return ("no rating given", f"[[0{rating}]]", f"[[{rating}.5]]")[rating % 3]
 
-    answers = write_responses("mt_bench", benchmarks_dir, tmp_path / "responses")
+    answers = write_responses("mt_bench", fixtures_dir, tmp_path / "responses")
     with JudgeServer(rating_text=rating_text) as server:
-        code, _ = evaluate("mt_bench", tmp_path / "responses", benchmarks_dir, tmp_path / "out", server.url, capsys, limit=6)
+        code, _ = evaluate("mt_bench", tmp_path / "responses", fixtures_dir, tmp_path / "out", server.url, capsys, limit=6)
     assert code == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())["mt_bench"]
     turns = [[mt_bench_rating(turn) for turn in a["choices"][0]["turns"]] for a in answers[:6]]
@@ -298,8 +298,8 @@ def test_parse_rating(judgment, rating):
     assert mt_bench.parse_rating(judgment) == rating
 
 
-def test_saved_answers_are_reused_only_for_the_same_model_and_settings(benchmarks_dir, tmp_path, monkeypatch, capsys):
-    tokenizer = benchmarks_dir / "tokenizers" / "qwen3"
+def test_saved_answers_are_reused_only_for_the_same_model_and_settings(fixtures_dir, tmp_path, monkeypatch, capsys):
+    tokenizer = fixtures_dir / "tokenizers" / "qwen3"
     first = build_tiny_chat_model(tmp_path / "first", tokenizer, seed=0)
     second = build_tiny_chat_model(tmp_path / "second", tokenizer, seed=1)
     generate_calls = []
@@ -311,7 +311,7 @@ def test_saved_answers_are_reused_only_for_the_same_model_and_settings(benchmark
 
     def run(server, model, max_new_tokens=4):
         command = ["eval", "--model", str(model), "--backend", "hf", "--benchmarks", "arena_hard", "--data-dir",
-                   str(benchmarks_dir), "--limit", "2", "--max-new-tokens", str(max_new_tokens), "--out", str(out),
+                   str(fixtures_dir), "--limit", "2", "--max-new-tokens", str(max_new_tokens), "--out", str(out),
                    "--judge-base-url", server.url]
         assert main(command) == 0, capsys.readouterr().err
         return [g["user_prompt"] for r in read_jsonl(out / "arena_hard" / "judgments.jsonl") for g in r["games"]]

@@ -38,9 +38,9 @@ HAND_CHECKED = [
 ]
 
 
-def _responses_file(tmp_path, benchmarks_dir):
+def _responses_file(tmp_path, fixtures_dir):
     prompts = {json.loads(line)["key"]: json.loads(line)["prompt"]
-               for line in (benchmarks_dir / "ifeval" / "input_data.jsonl").read_text().splitlines()}
+               for line in (fixtures_dir / "ifeval" / "input_data.jsonl").read_text().splitlines()}
     path = tmp_path / "responses.jsonl"
     lines = [json.dumps({"prompt": prompt or prompts[1000], "response": response})
              for prompt, response, _, _ in HAND_CHECKED]
@@ -48,10 +48,10 @@ def _responses_file(tmp_path, benchmarks_dir):
     return path
 
 
-def test_ifeval_hand_checked_responses_give_hand_computed_accuracies(tmp_path, benchmarks_dir, capsys):
-    responses = _responses_file(tmp_path, benchmarks_dir)
+def test_ifeval_hand_checked_responses_give_hand_computed_accuracies(tmp_path, fixtures_dir, nltk_punkt, capsys):
+    responses = _responses_file(tmp_path, fixtures_dir)
     out = tmp_path / "out"
-    rc = main(["eval", "--benchmarks", "ifeval", "--responses", str(responses), "--data-dir", str(benchmarks_dir),
+    rc = main(["eval", "--benchmarks", "ifeval", "--responses", str(responses), "--data-dir", str(fixtures_dir),
                "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     verdicts = [json.loads(line) for line in (out / "ifeval" / "verdicts.jsonl").read_text().splitlines()]
@@ -66,13 +66,13 @@ def test_ifeval_hand_checked_responses_give_hand_computed_accuracies(tmp_path, b
     assert "lm-eval 0.4.13" in result["protocol"]
 
 
-def _lm_eval_ifeval_on_reference(benchmarks_dir, input_data, tmp_path, limit):
+def _lm_eval_ifeval_on_reference(benchmarks, input_data, tmp_path, limit):
     """lm-eval's own ifeval task (its YAML, its evaluator) on the reference answers replayed by a fake LM."""
     import lm_eval
     from lm_eval.api.model import LM
 
     answers = {json.loads(line)["prompt"]: json.loads(line)["response"]
-               for line in (benchmarks_dir / REFERENCE).read_text().splitlines()}
+               for line in (benchmarks / REFERENCE).read_text().splitlines()}
 
     class Replay(LM):
         def generate_until(self, requests):
@@ -99,23 +99,27 @@ def _lm_eval_ifeval_on_reference(benchmarks_dir, input_data, tmp_path, limit):
 RANDOM_VERDICT_KEYS = {1122, 1129}
 
 
-def test_ifeval_reference_gpt4_matches_an_independent_lm_eval_run(tmp_path, benchmarks_dir, capsys):
-    limit = 40  # the reference file follows input_data.jsonl's order over its first 339 prompts
+@pytest.mark.parametrize("data, limit", [
+    ("fixtures_dir", 8),  # all the fixture's prompts
+    pytest.param("benchmark_data", 40, marks=pytest.mark.needs_data("ifeval/input_data.jsonl", REFERENCE)),
+])  # the reference file follows input_data.jsonl's order over its first 339 prompts
+def test_ifeval_reference_gpt4_matches_an_independent_lm_eval_run(data, limit, request, tmp_path, nltk_punkt, capsys):
+    benchmarks = request.getfixturevalue(data)
     data_dir = tmp_path / "data"
     (data_dir / "ifeval").mkdir(parents=True)
-    docs = [json.loads(line) for line in (benchmarks_dir / "ifeval" / "input_data.jsonl").read_text().splitlines()]
+    docs = [json.loads(line) for line in (benchmarks / "ifeval" / "input_data.jsonl").read_text().splitlines()]
     kept = [doc for doc in docs if doc["key"] not in RANDOM_VERDICT_KEYS]
     (data_dir / "ifeval" / "input_data.jsonl").write_text("".join(json.dumps(doc) + "\n" for doc in kept))
     kept_prompts = {doc["prompt"] for doc in kept}
     responses = tmp_path / "reference.jsonl"
-    responses.write_text("".join(line + "\n" for line in (benchmarks_dir / REFERENCE).read_text().splitlines()
+    responses.write_text("".join(line + "\n" for line in (benchmarks / REFERENCE).read_text().splitlines()
                                  if json.loads(line)["prompt"] in kept_prompts))
     out = tmp_path / "out"
     rc = main(["eval", "--benchmarks", "ifeval", "--responses", str(responses),
                "--data-dir", str(data_dir), "--out", str(out), "--limit", str(limit)])
     assert rc == 0, capsys.readouterr().err
     ours = json.loads((out / "results.json").read_text())["ifeval"]
-    theirs = _lm_eval_ifeval_on_reference(benchmarks_dir, data_dir / "ifeval" / "input_data.jsonl", tmp_path, limit)
+    theirs = _lm_eval_ifeval_on_reference(benchmarks, data_dir / "ifeval" / "input_data.jsonl", tmp_path, limit)
     assert ours["n_prompts"] == limit
     for key, metric in [("prompt_strict", "prompt_level_strict_acc,none"), ("prompt_loose", "prompt_level_loose_acc,none"),
                         ("inst_strict", "inst_level_strict_acc,none"), ("inst_loose", "inst_level_loose_acc,none")]:
@@ -133,10 +137,10 @@ class ScriptedGenerator:
         return [self.script(conv[-1]["content"]) for conv in conversations]
 
 
-def test_reasoning_scores_scripted_answers_with_math_verify(tmp_path, benchmarks_dir):
+def test_reasoning_scores_scripted_answers_with_math_verify(tmp_path, fixtures_dir):
     data_dir = tmp_path / "data"
     for task in ("math500", "gsm8k", "aime24"):
-        shutil.copytree(benchmarks_dir / task, data_dir / task)
+        shutil.copytree(fixtures_dir / task, data_dir / task)
     (data_dir / "gpqa_diamond").mkdir()
     (data_dir / "gpqa_diamond" / "gpqa_diamond.csv").write_text(
         "Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3,Extra\n"
@@ -230,21 +234,29 @@ def test_gpqa_options_are_shuffled_reproducibly_with_the_gold_letter_tracking_th
     assert len({p["gold"] for p in problems}) > 1  # the right answer is not always in one place
 
 
-def test_openllm_local_files_become_the_hugging_face_fields_lm_eval_expects(benchmarks_dir):
-    arc = openllm._arc(benchmarks_dir / "arc_challenge")
+@pytest.mark.parametrize("data, anatomy_test_rows, truthfulqa_questions", [
+    ("fixtures_dir", 2, 3),
+    pytest.param("benchmark_data", 135, 817,
+                 marks=pytest.mark.needs_data("arc_challenge/ARC-Challenge-Test.jsonl", "mmlu/test/anatomy_test.csv",
+                                              "truthfulqa/mc_task.json")),  # the complete files' sizes
+])
+def test_openllm_local_files_become_the_hugging_face_fields_lm_eval_expects(data, anatomy_test_rows,
+                                                                            truthfulqa_questions, request):
+    benchmarks = request.getfixturevalue(data)
+    arc = openllm._arc(benchmarks / "arc_challenge")
     first = arc["test"][0]
-    raw = json.loads((benchmarks_dir / "arc_challenge" / "ARC-Challenge-Test.jsonl").read_text().splitlines()[0])
+    raw = json.loads((benchmarks / "arc_challenge" / "ARC-Challenge-Test.jsonl").read_text().splitlines()[0])
     assert first["question"] == raw["question"]["stem"] and first["answerKey"] == raw["answerKey"]
     assert first["choices"]["label"] == [c["label"] for c in raw["question"]["choices"]]
     assert set(arc) == {"test", "validation"}
 
-    mmlu = openllm._mmlu_subject(benchmarks_dir / "mmlu", "anatomy")
-    assert len(mmlu["dev"]) == 5 and len(mmlu["test"]) == 135
+    mmlu = openllm._mmlu_subject(benchmarks / "mmlu", "anatomy")
+    assert len(mmlu["dev"]) == 5 and len(mmlu["test"]) == anatomy_test_rows
     assert all(len(r["choices"]) == 4 and r["answer"] in range(4) for r in mmlu["test"])
 
-    tqa = openllm._truthfulqa(benchmarks_dir / "truthfulqa")["validation"]
-    raw = json.loads((benchmarks_dir / "truthfulqa" / "mc_task.json").read_text())
-    assert len(tqa) == len(raw) == 817
+    tqa = openllm._truthfulqa(benchmarks / "truthfulqa")["validation"]
+    raw = json.loads((benchmarks / "truthfulqa" / "mc_task.json").read_text())
+    assert len(tqa) == len(raw) == truthfulqa_questions
     for record, source in zip(tqa, raw):
         for targets in ("mc1_targets", "mc2_targets"):
             assert dict(zip(record[targets]["choices"], record[targets]["labels"])) == source[targets]
@@ -266,12 +278,13 @@ def test_openllm_uses_lm_eval_task_definitions_with_leaderboard_shots():
 
 
 @pytest.mark.slow
-def test_ifeval_reference_numbers_in_the_docs_are_what_the_code_computes(tmp_path, benchmarks_dir, capsys):
+@pytest.mark.needs_data("ifeval/input_data.jsonl", REFERENCE, "ifeval/reference_gpt4/eval_results_loose.jsonl")
+def test_ifeval_reference_numbers_in_the_docs_are_what_the_code_computes(tmp_path, benchmark_data, nltk_punkt, capsys):
     """docs/evaluation.md quotes the four accuracies of google's GPT-4 responses; they differ from the
     loose aggregates published with that file in exactly one prompt, key 1122, whose random letter we seed."""
     out = tmp_path / "out"
-    rc = main(["eval", "--benchmarks", "ifeval", "--responses", str(benchmarks_dir / REFERENCE),
-               "--data-dir", str(benchmarks_dir), "--out", str(out)])
+    rc = main(["eval", "--benchmarks", "ifeval", "--responses", str(benchmark_data / REFERENCE),
+               "--data-dir", str(benchmark_data), "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     result = json.loads((out / "results.json").read_text())["ifeval"]
     docs = (Path(__file__).resolve().parents[2] / "docs" / "evaluation.md").read_text()
@@ -280,8 +293,8 @@ def test_ifeval_reference_numbers_in_the_docs_are_what_the_code_computes(tmp_pat
     assert quoted in docs and result["n_prompts"] == 540
 
     keys = {json.loads(line)["prompt"]: json.loads(line)["key"]
-            for line in (benchmarks_dir / "ifeval" / "input_data.jsonl").read_text().splitlines()}
+            for line in (benchmark_data / "ifeval" / "input_data.jsonl").read_text().splitlines()}
     published = {json.loads(line)["prompt"]: json.loads(line)["follow_instruction_list"]
-                 for line in (benchmarks_dir / "ifeval/reference_gpt4/eval_results_loose.jsonl").read_text().splitlines()}
+                 for line in (benchmark_data / "ifeval/reference_gpt4/eval_results_loose.jsonl").read_text().splitlines()}
     ours = [json.loads(line) for line in (out / "ifeval" / "verdicts.jsonl").read_text().splitlines()]
     assert {keys[v["prompt"]] for v in ours if v["inst_level_loose_acc"] != published[v["prompt"]]} == {1122}

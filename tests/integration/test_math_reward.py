@@ -99,8 +99,8 @@ def test_reward_func_batch_format():
 
 
 @pytest.fixture(scope="module")
-def math_items(benchmarks_dir):
-    lines = (benchmarks_dir / "math_train" / "train.jsonl").read_text(encoding="utf-8").splitlines()
+def math_items(fixtures_dir):
+    lines = (fixtures_dir / "math_train" / "train.jsonl").read_text(encoding="utf-8").splitlines()
     rows = {row["unique_id"]: row for row in map(json.loads, lines)}
     return {unique_id: rows[unique_id] for unique_id in MATH_ITEMS}
 
@@ -124,11 +124,11 @@ class CannedEngine:
         return SimpleNamespace(outputs=[output])
 
 
-def test_loaded_by_path_in_openrlhf_single_turn_executor(benchmarks_dir, math_items):
+def test_loaded_by_path_in_openrlhf_single_turn_executor(fixtures_dir, math_items):
     from openrlhf.utils.agent import SingleTurnAgentExecutor
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(benchmarks_dir / "tokenizers" / "qwen3"))
+    tokenizer = AutoTokenizer.from_pretrained(str(fixtures_dir / "tokenizers" / "qwen3"))
     executor = SingleTurnAgentExecutor(remote_rm_url=str(Path(math_reward.__file__)))
     assert executor.reward_func.__module__ == "reward_func"  # OpenRLHF's own loader, not our import
 

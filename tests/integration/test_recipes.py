@@ -3,8 +3,8 @@ RLVR grids (Tables 5–10, Figures 4–8).
 
 Every script runs for real with LAUNCHER set to a recorder that stores the argv it would hand to
 ``openrlhf-cfpo train``; the grids run in full, so every one of their runs is checked. Table 3's and
-Table 4's hyper-parameters, the grid of Tables 5–10 and the grids' sizes are read off the paper's text
-(../shared/paper/cfpo_paper.txt), not restated here. One recorded RLHF run and one recorded RLVR run
+Table 4's hyper-parameters, the grid of Tables 5–10 and the grids' sizes are read off the paper's text,
+quoted verbatim in PAPER_TEXT (section and tables cited), not restated as expected values. One recorded RLHF run and one recorded RLVR run
 then go through ``openrlhf-cfpo train --dry-run`` (OpenRLHF's own parser and checks): every flag must
 resolve to the value the script passed, and OpenRLHF's own TensorboardLogger must write into the
 folder named after the run.
@@ -27,7 +27,6 @@ from openrlhf_cfpo.prompts import RLVR_SYSTEM_PROMPTS
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "examples" / "scripts"
-PAPER = REPO.parent / "shared" / "paper" / "cfpo_paper.txt"
 RLHF_RUN = SCRIPTS / "train_rlhf_llama3_8b.sh"
 RLVR_RUN = SCRIPTS / "train_rlvr_math_qwen2.5.sh"
 MATH_REWARD = REPO / "openrlhf_cfpo" / "rewards" / "math_reward.py"
@@ -61,8 +60,136 @@ def value(flags: Flags, name: str) -> str:
 
 # --- the paper's text -------------------------------------------------------------------------
 
+# The paper's text these checks read (arXiv 2601.22801v1, "Clipping-Free Policy Optimization for Large
+# Language Models"), quoted verbatim: §4.1's grid sizes, Table 3 (B.1), Table 4 (B.2), Tables 5-10 (C); long
+# captions are cut at "[...]".
+PAPER_TEXT = """\
+§4.1 Reasoning:
+[...] For TRL-based models, we vary iterations as powers of 2 up to 16, across 3 model sizes, 2 policy loss types (GRPO and CFPO), and 2 model bases (base and instruct), yielding 48 models. For `verl`, we vary iterations up to 8, with 4 different batch ratios (batch size divided by mini-batch size, corresponding to the number of local updates), and 2 policy loss types, yielding 32 models. In total, we train 80 models across both frameworks.
+
+Appendix B:
+Table 3. Training hyperparameters for Qwen2.5 reasoning experiments. [...]
+
+Parameter\t1.5B/3B\t7B
+Learning Rate\t3×10^{-6}\t1×10^{-6}
+Batch Size\t128\t128
+Group Size\t3\t3
+KL Penalty (β)\t0\t0
+Max Prompt Length\t512\t512
+Max Completion Length\t3072\t3072
+Temperature\t0.9\t0.9
+Clip Ratio\t0.2\t0.2
+Lr Scheduler Type\tCosine\tCosine
+Warmup Ratio\t0.1\t0.1
+Optimizer\tAdamW ($\\beta_1=0.9$, $\\beta_2=0.999$, $\\varepsilon=10^{-8}$)\t
+
+Table 4. RLHF training hyperparameters for Llama-3-8B experiments.
+
+Parameter\tValue
+Actor Learning Rate\t5×10^{-7}
+Train Batch Size\t64
+Rollout Batch Size\t512
+Samples per Prompt\t2
+Max Prompt Length\t1024
+Max Generation Length\t1024
+KL Penalty (β)\t$1 \\times 10^{-4} / 0 \\times 10^{-4}$
+Advantage Estimator\tRLOO
+
+Appendix C:
+Table 5. RLVR performance of Qwen2.5-1.5B-Instruct on MATH500, GSM8K, GPQA-Diamond, and AIME24 under GRPO and CFPO across increasing iteration counts. [...]
+
+Model\tMath 500\tGSM8K\tGPQA-Diamond\tAIME 24
+Qwen2.5-1.5B-Instruct\t0.528\t0.648\t0.272\t0.033
+<i>GRPO Training</i>\t\t\t\t
++ GRPO-iteration 2\t0.580\t0.745\t0.222\t0.033
++ GRPO-iteration 4\t0.544\t0.682\t0.277\t0.033
++ GRPO-iteration 8\t0.370\t0.604\t0.248\t0.033
++ GRPO-iteration 16\t0.100\t0.349\t0.262\t0.000
+<i>CFPO Training</i>\t\t\t\t
++ CFPO-iteration 2\t0.544\t0.726\t0.242\t0.033
++ CFPO-iteration 4\t0.534\t0.692\t0.333\t0.033
++ CFPO-iteration 8\t0.524\t0.714\t0.282\t0.000
++ CFPO-iteration 16\t0.500\t0.689\t0.248\t0.000
+
+Table 6. RLVR results for Qwen2.5-3B-Instruct across multiple reasoning benchmarks and iteration counts. [...]
+
+Model\tMath 500\tGSM8K\tGPQA-Diamond\tAIME 24
+Qwen2.5-3B-Instruct\t0.645\t0.764\t0.328\t0.03
+<i>GRPO Training</i>\t\t\t\t
++ GRPO-iteration 2\t0.656\t0.793\t0.292\t0.067
++ GRPO-iteration 4\t0.612\t0.785\t0.323\t0.000
++ GRPO-iteration 8\t0.450\t0.759\t0.262\t0.033
++ GRPO-iteration 16\t0.080\t0.205\t0.258\t0.067
+<i>CFPO Training</i>\t\t\t\t
++ CFPO-iteration 2\t0.658\t0.762\t0.333\t0.033
++ CFPO-iteration 4\t0.674\t0.796\t0.288\t0.067
++ CFPO-iteration 8\t0.660\t0.769\t0.343\t0.100
++ CFPO-iteration 16\t0.558\t0.752\t0.328\t0.100
+
+Table 7. RLVR performance of Qwen2.5-7B-Instruct under GRPO and CFPO across iteration counts. [...]
+
+Model\tMath 500\tGSM8K\tGPQA-Diamond\tAIME 24
+Qwen2.5-7B-Instruct\t0.756\t0.816\t0.363\t0.100
+<i>GRPO Training</i>\t\t\t\t
++ GRPO-iteration 2\t0.750\t0.893\t0.369\t0.067
++ GRPO-iteration 4\t0.774\t0.906\t0.354\t0.133
++ GRPO-iteration 8\t0.764\t0.879\t0.394\t0.133
++ GRPO-iteration 16\t0.080\t0.316\t0.277\t0.000
+<i>CFPO Training</i>\t\t\t\t
++ CFPO-iteration 2\t0.758\t0.845\t0.348\t0.100
++ CFPO-iteration 4\t0.772\t0.839\t0.338\t0.167
++ CFPO-iteration 8\t0.768\t0.835\t0.318\t0.100
++ CFPO-iteration 16\t0.758\t0.869\t0.318\t0.130
+
+Table 8. Cold-start RL performance of Qwen2.5-1.5B on reasoning benchmarks under GRPO and CFPO across iteration counts. [...]
+
+Model\tMath 500\tGSM8K\tGPQA-Diamond\tAIME 24
+Qwen2.5-1.5B\t0.002\t0.090\t0.171\t0
+<i>GRPO Training</i>\t\t\t\t
+GRPO-Iteration2\t0.506\t0.672\t0.242\t0.00
+GRPO-Iteration4\t0.558\t0.729\t0.293\t0.00
+GRPO-Iteration8\t0.120\t0.030\t0.278\t0.00
+GRPO-Iteration16\t0.074\t0.039\t0.197\t0.00
+<i>CFPO Training</i>\t\t\t\t
+CFPO-Iteration2\t0.514\t0.548\t0.288\t0.067
+CFPO-Iteration4\t0.574\t0.570\t0.253\t0.033
+CFPO-Iteration8\t0.530\t0.280\t0.253\t0.033
+CFPO-Iteration16\t0.380\t0.020\t0.308\t0.033
+
+Table 9. Cold-start RL results for Qwen2.5-3B across reasoning benchmarks and iteration counts. [...]
+
+Model\tMath 500\tGSM8K\tGPQA-Diamond\tAIME 24
+Qwen2.5-3B\t0.673\t0.544\t0.262\t0.06
+<i>GRPO Training</i>\t\t\t\t
+GRPO-Iteration2\t0.642\t0.825\t0.318\t0.067
+GRPO-Iteration4\t0.648\t0.796\t0.303\t0.033
+GRPO-Iteration8\t0.462\t0.669\t0.248\t0.033
+GRPO-Iteration16\t0.220\t0.673\t0.252\t0.033
+<i>CFPO Training</i>\t\t\t\t
+CFPO-Iteration2\t0.634\t0.766\t0.313\t0.100
+CFPO-Iteration4\t0.616\t0.767\t0.328\t0.067
+CFPO-Iteration8\t0.594\t0.779\t0.268\t0.067
+CFPO-Iteration16\t0.604\t0.798\t0.313\t0.067
+
+Table 10. Cold-start RL performance of Qwen2.5-7B under GRPO and CFPO across increasing iteration counts. [...]
+
+Model\tMath 500\tGSM8K\tGPQA-Diamond\tAIME 24
+Qwen2.5-7B\t0.553\t0.636\t0.308\t0.100
+<i>GRPO Training</i>\t\t\t\t
+GRPO-Iteration2\t0.730\t0.699\t0.303\t0.100
+GRPO-Iteration4\t0.722\t0.762\t0.323\t0.056
+GRPO-Iteration8\t0.710\t0.645\t0.323\t0.067
+GRPO-Iteration16\t0.002\t0.004\t0.298\t0.000
+<i>CFPO Training</i>\t\t\t\t
+CFPO-Iteration2\t0.704\t0.596\t0.313\t0.067
+CFPO-Iteration4\t0.711\t0.661\t0.257\t0.100
+CFPO-Iteration8\t0.722\t0.602\t0.323\t0.100
+CFPO-Iteration16\t0.206\t0.059\t0.237\t0.000
+"""
+
+
 def paper_lines() -> List[str]:
-    return PAPER.read_text(encoding="utf-8").splitlines()
+    return PAPER_TEXT.splitlines()
 
 
 def paper_table(caption_start: str) -> Dict[str, List[str]]:
@@ -129,12 +256,12 @@ def run_script(script: Path, env: Dict[str, str], *args: str) -> subprocess.Comp
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory, benchmarks_dir):
+def work(tmp_path_factory, fixtures_dir):
     """A scratch directory, and the script environment that uses it and the offline MATH files."""
     work = tmp_path_factory.mktemp("recipes")
     settings = {
-        "MATH_TRAIN": str(benchmarks_dir / "math_train" / "train.jsonl"),
-        "MATH_EVAL": str(benchmarks_dir / "math500" / "test.jsonl"),
+        "MATH_TRAIN": str(fixtures_dir / "math_train" / "train.jsonl"),
+        "MATH_EVAL": str(fixtures_dir / "math500" / "test.jsonl"),
     }
     return work, settings, lambda **more: script_env(work, **{**settings, **more})
 

@@ -30,8 +30,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, benchmarks_dir):
-    return build_small_vocab_model(tmp_path_factory.mktemp("tiny_llama"), [benchmarks_dir / "gsm8k" / "test.jsonl"])
+def model_dir(tmp_path_factory, fixtures_dir):
+    return build_small_vocab_model(tmp_path_factory.mktemp("tiny_llama"), [fixtures_dir / "gsm8k" / "test.jsonl"])
 
 
 def length_reward(completions, **kwargs):

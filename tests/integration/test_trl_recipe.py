@@ -102,9 +102,9 @@ def test_math_reward_in_trls_signature_scores_boxed_answers_with_math_verify():
     assert logged == {"has_boxed_answer": pytest.approx(2 / 3)}
 
 
-def test_generation_stops_at_the_chat_templates_end_of_turn(benchmarks_dir):
+def test_generation_stops_at_the_chat_templates_end_of_turn(fixtures_dir):
     """The Llama 3 tokenizer here declares <|end_of_text|> as eos while its template ends turns with <|eot_id|>."""
-    recipe = recipe_module.RecipeArguments(model=str(benchmarks_dir / "tokenizers" / "meta_llama3_8b_instruct_hf"))
+    recipe = recipe_module.RecipeArguments(model=str(fixtures_dir / "tokenizers" / "meta_llama3_8b_instruct_hf"))
     _, config = parse("--model_size", "3B", "--use_vllm")
     tokenizer = recipe_module.load_tokenizer(recipe, config)
     assert tokenizer.eos_token == "<|eot_id|>" and tokenizer.padding_side == "left"
@@ -112,19 +112,19 @@ def test_generation_stops_at_the_chat_templates_end_of_turn(benchmarks_dir):
 
 
 @pytest.fixture(scope="module")
-def chat_model(tmp_path_factory, benchmarks_dir):
+def chat_model(tmp_path_factory, fixtures_dir):
     """A tiny chat Llama whose eos (<|endoftext|>) is not its template's end of turn (<|im_end|>), like
     Qwen2.5 base; its 512-token vocabulary keeps TRL's log-prob passes fast on CPU."""
-    corpus = [benchmarks_dir / "gsm8k" / "test.jsonl"]
+    corpus = [fixtures_dir / "gsm8k" / "test.jsonl"]
     return build_small_vocab_chat_model(tmp_path_factory.mktemp("tiny_chat"), corpus)
 
 
 @pytest.fixture
-def six_problems(tmp_path, benchmarks_dir, monkeypatch):
+def six_problems(tmp_path, fixtures_dir, monkeypatch):
     import datasets
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_datasets"))
-    lines = (benchmarks_dir / "math_train" / "train.jsonl").read_text(encoding="utf-8").splitlines()[:6]
+    lines = (fixtures_dir / "math_train" / "train.jsonl").read_text(encoding="utf-8").splitlines()[:6]
     path = tmp_path / "math6.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -1,11 +1,14 @@
-"""Random-init tiny chat models with the tokenizers from ../shared/benchmarks/tokenizers, saved to a folder."""
+"""Random-init tiny chat models with the chat tokenizers of tests/fixtures/benchmarks/tokenizers, saved to a folder."""
 
 from pathlib import Path
 
 
 def _copy_tokenizer(folder: Path, tokenizer_dir: Path):
-    """Copy a tokenizer's files into ``folder`` (loading a 150k-token tokenizer costs seconds); return
-    (vocabulary size with added tokens, {added token: id})."""
+    """Copy a tokenizer's files into ``folder``; return (vocabulary size with added tokens, {added token: id},
+    the ids below that size the tokenizer has no token for).
+
+    The fixture tokenizers keep the real special-token ids over a small vocabulary, so most ids below
+    them name no token; the models built here never emit those (``_emit_only_known``)."""
     import json
     import shutil
 
@@ -15,16 +18,33 @@ def _copy_tokenizer(folder: Path, tokenizer_dir: Path):
             shutil.copy(path, folder / path.name)
     tokenizer = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
     added = {token["content"]: token["id"] for token in tokenizer["added_tokens"]}
-    return max(len(tokenizer["model"]["vocab"]), max(added.values()) + 1), added
+    known = set(tokenizer["model"]["vocab"].values()) | set(added.values())
+    size = max(known) + 1
+    return size, added, sorted(set(range(size)) - known)
+
+
+def _emit_only_known(model, unknown_ids) -> None:
+    """Zero the output-head rows of ids the tokenizer lacks (logit 0) and scale the others x100 (random
+    logits of several units): greedy and sampled decoding then never pick an unknown id, and a random model
+    writes text, as one with the full tokenizer does, instead of ids that decode to nothing. Costs nothing
+    per step, unlike generation_config.suppress_tokens over ~150k ids (about 1.5 s per generate call)."""
+    import torch
+
+    if not unknown_ids:
+        return
+    head = model.get_output_embeddings().weight
+    with torch.no_grad():
+        head.mul_(100.0)
+        head[torch.tensor(unknown_ids)] = 0.0
 
 
 def build_tiny_chat_model(folder: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
-    """Save tokenizer + a 2-layer, hidden-32 Qwen2 model (eos <|im_end|>) into ``folder``; return it."""
+    """Save tokenizer + a 2-layer, hidden-32 Qwen2 model (eos <|im_end|>, untied head) into ``folder``; return it."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     folder = Path(folder)
-    vocab_size, added = _copy_tokenizer(folder, tokenizer_dir)
+    vocab_size, added, unknown_ids = _copy_tokenizer(folder, tokenizer_dir)
     config = Qwen2Config(
         vocab_size=vocab_size,
         hidden_size=32,
@@ -33,13 +53,14 @@ def build_tiny_chat_model(folder: Path, tokenizer_dir: Path, seed: int = 0) -> P
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=8192,
-        tie_word_embeddings=True,
+        tie_word_embeddings=False,  # untied: with tied ones, a random model over a small vocabulary repeats its input
         bos_token_id=added["<|endoftext|>"],
         eos_token_id=added["<|im_end|>"],
     )
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config)
     model.generation_config.eos_token_id = config.eos_token_id
+    _emit_only_known(model, unknown_ids)
     model.save_pretrained(folder)
     return folder
 
@@ -52,7 +73,7 @@ def build_tiny_llama3_model(folder: Path, tokenizer_dir: Path, seed: int = 0) ->
     from transformers import LlamaConfig, LlamaForCausalLM
 
     folder = Path(folder)
-    vocab_size, added = _copy_tokenizer(folder, tokenizer_dir)
+    vocab_size, added, unknown_ids = _copy_tokenizer(folder, tokenizer_dir)
     config = LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=16,
@@ -68,6 +89,7 @@ def build_tiny_llama3_model(folder: Path, tokenizer_dir: Path, seed: int = 0) ->
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config.eos_token_id = config.eos_token_id
+    _emit_only_known(model, unknown_ids)
     model.save_pretrained(folder)
     return folder
 

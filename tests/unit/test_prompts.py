@@ -3,7 +3,6 @@
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,13 +14,27 @@ from openrlhf_cfpo.prompts import (
     rlvr_system_prompt_for_model,
 )
 
-PAPER = Path(__file__).resolve().parents[2] / ".." / "shared" / "paper" / "cfpo_paper.txt"
+# Appendix B.1 (Reasoning Hyperparameters) of "Clipping-Free Policy Optimization for Large Language Models"
+# (arXiv 2601.22801v1), quoted verbatim from the paper's text extraction.
+PAPER_B1 = """\
+System prompt used for Qwen2.5-1.5B models.
+
+You are a helpful AI Assistant, designed to provided well-reasoned and detailed responses. You FIRST think about the reasoning process step by step and then provide the user with the answer. Please enclose your final answer in the box: `\\boxed{Your Answer}`.
+
+System prompt used for Qwen2.5-3B models.
+
+You are a helpful AI Assistant, designed to provided well-reasoned and detailed responses. You FIRST think about the reasoning process step by step and then provide the user with the answer. Please enclose your final answer in the box: `\\boxed{Your Answer}`. Please stop generation immediately after outputting the box.
+
+System prompt used for Qwen2.5-7B models.
+
+You are a helpful AI Assistant, designed to provided well-reasoned and detailed responses. Please provide a step-by-step solution to the following problem.
+"""
 
 
 def paper_prompts():
     """{size: prompt} read off appendix B.1: the paragraph after "System prompt used for Qwen2.5-<size> models."
     The backticks around \\boxed{Your Answer} are the text extraction's markdown, not prompt text."""
-    lines = PAPER.read_text(encoding="utf-8").splitlines()
+    lines = PAPER_B1.splitlines()
     found = {}
     for index, line in enumerate(lines):
         match = re.fullmatch(r"System prompt used for Qwen2\.5-([\d.]+B) models\.", line.strip())
