@@ -5,11 +5,17 @@ With ``--data-dir DIR`` the file is ``DIR/relpath`` and nothing is downloaded; w
 ``CACHE/relpath``, downloaded once from ``DataFile.url`` (atomic write). CACHE is
 ``$OPENRLHF_CFPO_DATA_CACHE`` or ``~/.cache/openrlhf_cfpo/benchmarks`` — itself a valid ``--data-dir``.
 Missing, unreadable or malformed files raise ``DataError`` naming the file and the fix.
+
+Where the URL pins a source revision and that revision yields exactly the file of the CI mirror,
+``DataFile.sha256`` records its digest: a download that differs is refused, and ``openrlhf-cfpo data
+verify`` checks copies against it. Other files (unpinned URLs, layouts converted from another format)
+are only checked to parse. ``openrlhf-cfpo data fetch`` (cli/data.py) walks the benchmarks' files.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -31,12 +37,17 @@ class DataError(ValueError):
     """A benchmark file that is missing, unreachable or malformed (message names the fix)."""
 
 
+class SourceUnreachable(DataError):
+    """The source host could not be reached (offline, DNS, proxy): every other download would fail too."""
+
+
 @dataclass(frozen=True)
 class DataFile:
     relpath: str  # place under --data-dir / the cache, as in ../shared/benchmarks
     url: str  # canonical source
     access: Optional[str] = None  # how to get access to a gated source (sent with $HF_TOKEN)
     convert: Optional[Callable[[bytes], str]] = None  # downloaded bytes -> file text in the local layout
+    sha256: Optional[str] = None  # digest of the file the pinned URL yields (after convert), where known
 
 
 def cache_root() -> Path:
@@ -68,10 +79,13 @@ def locate(spec: DataFile, data_dir: Optional[Path]) -> Path:
 
 
 def download(spec: DataFile, dest: Path) -> None:
+    """Fetch ``spec.url`` into ``dest`` (atomic write), refusing content whose sha256 differs from the pin."""
     logger.info("downloading %s -> %s", spec.url, dest)
     request = urllib.request.Request(spec.url, headers={"User-Agent": "openrlhf-cfpo"})
     token = os.environ.get("HF_TOKEN")
-    if spec.access and token:
+    if spec.access:
+        if not token:
+            raise DataError(f"{spec.url} is gated and HF_TOKEN is not set: {spec.access}")
         request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
@@ -82,9 +96,41 @@ def download(spec: DataFile, dest: Path) -> None:
         raise DataError(f"could not download {spec.url} (HTTP {err.code}): {_offline_fix(spec)}") from err
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise DataError(f"could not download {spec.url} ({reason}): {_offline_fix(spec)}") from err
+        raise SourceUnreachable(f"could not reach {spec.url} ({reason}): {_offline_fix(spec)}") from err
     text = spec.convert(payload) if spec.convert else payload.decode("utf-8")
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if spec.sha256 and digest != spec.sha256:
+        raise DataError(
+            f"{spec.url} yields sha256 {digest}, not the pinned {spec.sha256}: the source changed; "
+            f"nothing was written to {dest} (report it, or pass --data-dir DIR with a verified DIR/{spec.relpath})"
+        )
     atomic_write_text(dest, text)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_file(spec: DataFile, path: Path) -> Optional[str]:
+    """What is wrong with the copy of ``spec`` at ``path`` (absent, unparseable, sha256 mismatch), or None."""
+    if not path.is_file():
+        return f"{spec.relpath} missing"
+    if spec.sha256:
+        digest = file_sha256(path)
+        return None if digest == spec.sha256 else f"{spec.relpath} has sha256 {digest[:12]}…, expected {spec.sha256[:12]}…"
+    parse = PARSERS.get(path.suffix)
+    try:
+        if parse is not None:
+            parse(path)
+        else:
+            _read_text(path)
+    except (DataError, ValueError) as err:
+        return f"{spec.relpath} does not parse ({err})"
+    return None
 
 
 def _offline_fix(spec: DataFile) -> str:
@@ -173,3 +219,21 @@ def _corrupt_fix(path: Path) -> str:
     if Path(path).resolve().is_relative_to(cache_root().resolve()):
         return f"delete {path} to download it again"
     return "replace it with the original file"
+
+
+def _read_yaml(path: Path) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(_read_text(path))
+    except yaml.YAMLError as err:
+        raise DataError(f"{path} is not valid YAML: {_corrupt_fix(path)}") from err
+
+
+# file suffix -> reader that raises DataError/ValueError when the file is not well-formed
+PARSERS: Dict[str, Callable[[Path], Any]] = {
+    ".jsonl": read_jsonl,
+    ".json": read_json,
+    ".csv": lambda path: read_csv_records(path),
+    ".yaml": _read_yaml,
+}

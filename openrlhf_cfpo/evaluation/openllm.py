@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from openrlhf_cfpo.evaluation.context import EvalContext
-from openrlhf_cfpo.evaluation.data import DataError, read_csv_rows, read_json, read_jsonl
+from openrlhf_cfpo.evaluation import reasoning
+from openrlhf_cfpo.evaluation.data import DataError, DataFile, read_csv_rows, read_json, read_jsonl
 from openrlhf_cfpo.runinfo import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -163,6 +164,25 @@ LOCAL_FOLDERS = {
     "winogrande": "winogrande",
     "gsm8k": "gsm8k",
 }
+# Files `openrlhf-cfpo data` fetches into those folders, for the tasks with single-file canonical sources.
+# ARC, MMLU and Winogrande are published as archives: lm-eval downloads them itself at run time.
+_HELLASWAG_RAW = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data"
+DATA_FILES = {
+    "openllm.gsm8k": (
+        reasoning.DATA["gsm8k"],
+        DataFile(
+            "gsm8k/train.jsonl", f"{reasoning.GSM8K_RAW}/train.jsonl",
+            sha256="17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465",
+        ),
+    ),
+    "openllm.truthfulqa": (
+        DataFile("truthfulqa/mc_task.json", "https://raw.githubusercontent.com/sylinrl/TruthfulQA/main/data/mc_task.json"),
+    ),
+    "openllm.hellaswag": tuple(
+        DataFile(f"hellaswag/{name}", f"{_HELLASWAG_RAW}/{name}") for name in ("hellaswag_val.jsonl", "hellaswag_train.jsonl")
+    ),
+}
+
 # task -> reader of that folder into the lm-eval task's splits (MMLU: _mmlu_subject, one per subject)
 LOCAL_READERS: Dict[str, Callable[[Path], Splits]] = {
     "arc": _arc,
