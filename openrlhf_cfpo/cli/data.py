@@ -86,8 +86,11 @@ def select_units(suite: Optional[str], benchmarks: Optional[str]) -> Tuple[Units
 
 
 def fetch(units: Units, to: Optional[str]) -> int:
+    import logging
+
     from openrlhf_cfpo.evaluation import data
 
+    logging.getLogger(data.__name__).setLevel(logging.WARNING)  # the progress lines below say it
     root = Path(to) if to else data.cache_root()
     specs = list({spec.relpath: spec for files in units.values() for spec in files}.values())
     fetched, intact, failed = [], [], []
