@@ -119,7 +119,7 @@ def fetch(units: Units, to: Optional[str]) -> int:
         punkt_error = fetch_punkt(root / "nltk_data" if to else None)
         if punkt_error:
             return _error("fetch", punkt_error)
-    print(f"data folder: {root}  (pass --data-dir {root}, or export OPENRLHF_CFPO_DATA_DIR={root})")
+    print(f"data folder: {root}  (openrlhf-cfpo eval --data-dir {root}; tests: export OPENRLHF_CFPO_DATA_DIR={root})")
     return 1 if failed else 0
 
 

@@ -107,6 +107,33 @@ def test_aime_parquet_is_converted_to_the_local_layout(server):
     assert reasoning.LOADERS["aime24"](path) == [{"id": "2024-I-1", "question": "Find x.", "gold": "204"}]
 
 
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_files_inside_an_archive_are_extracted_with_one_download(server, kind):
+    import tarfile
+    import zipfile
+
+    base, handler = server
+    members = {"pack/dev/a_dev.csv": b"q,A,B,C,D,A\n", "pack/test/a_test.csv": b"r,A,B,C,D,B\n"}
+    buffer = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for name, body in members.items():
+                archive.writestr(name, body)
+    else:
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            for name, body in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(body)
+                archive.addfile(info, io.BytesIO(body))
+    handler.files[f"/pack.{kind}"] = buffer.getvalue()
+    url = f"{base}/pack.{kind}"
+    for name, body in members.items():
+        assert data.locate(DataFile(f"mmlu/{name}", url, member=name), None).read_bytes() == body
+    assert [path for path, _ in handler.requests] == [f"/pack.{kind}"]
+    with pytest.raises(DataError, match="holds no pack/val/a_val.csv"):
+        data.locate(DataFile("mmlu/val.csv", url, member="pack/val/a_val.csv"), None)
+
 ITEMS = b'{"q": 1}\n{"q": 2}\n'
 CONFIG = b'[{"name": "x"}]'
 
