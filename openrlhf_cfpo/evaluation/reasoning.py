@@ -67,7 +67,7 @@ def _math_tar_to_jsonl(payload: bytes) -> str:
     problems = {}
     with tarfile.open(fileobj=io.BytesIO(payload)) as archive:
         for member in archive.getmembers():
-            parts = member.name.split("/")
+            parts = member.name.removeprefix("./").split("/")
             if member.isfile() and len(parts) == 4 and parts[1] == "train" and parts[3].endswith(".json"):
                 record = json.loads(archive.extractfile(member).read())
                 record["unique_id"] = "/".join(parts[1:])

@@ -134,6 +134,35 @@ def test_files_inside_an_archive_are_extracted_with_one_download(server, kind):
     with pytest.raises(DataError, match="holds no pack/val/a_val.csv"):
         data.locate(DataFile("mmlu/val.csv", url, member="pack/val/a_val.csv"), None)
 
+
+def test_math_train_is_built_from_the_release_tarball(server):
+    """MATH.tar -> math_train/train.jsonl: train problems only, by subject then numeric id, with unique_id."""
+    import tarfile
+
+    from openrlhf_cfpo.evaluation import reasoning
+
+    base, handler = server
+    problems = {
+        "MATH/train/geometry/3.json": {"problem": "G3", "level": "Level 1", "type": "Geometry", "solution": "\\boxed{3}"},
+        "MATH/train/algebra/10.json": {"problem": "A10", "level": "Level 2", "type": "Algebra", "solution": "\\boxed{10}"},
+        "MATH/train/algebra/2.json": {"problem": "A2", "level": "Level 5", "type": "Algebra", "solution": "\\boxed{2}"},
+        "MATH/test/algebra/1.json": {"problem": "T1", "level": "Level 1", "type": "Algebra", "solution": "\\boxed{1}"},
+    }
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, record in problems.items():
+            body = json.dumps(record).encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            archive.addfile(info, io.BytesIO(body))
+    handler.files["/MATH.tar"] = buffer.getvalue()
+    spec = DataFile("math_train/train.jsonl", f"{base}/MATH.tar", convert=reasoning.MATH_TRAIN.convert)
+    rows = data.read_jsonl(data.locate(spec, None))
+    assert [(row["problem"], row["unique_id"]) for row in rows] == [
+        ("A2", "train/algebra/2.json"), ("A10", "train/algebra/10.json"), ("G3", "train/geometry/3.json")
+    ]
+    assert rows[0]["solution"] == "\\boxed{2}" and rows[0]["level"] == "Level 5"
+
 ITEMS = b'{"q": 1}\n{"q": 2}\n'
 CONFIG = b'[{"name": "x"}]'
 
