@@ -160,14 +160,15 @@ def verify(root: Path, units: Units, explicit: bool) -> int:
     bad = present = 0
     for unit, files in units.items():
         problems = [problem for spec in files if (problem := check_file(spec, root / spec.relpath))]
-        repair = f"fix: openrlhf-cfpo data fetch --benchmarks {unit} --to {root}"
+        command = f"openrlhf-cfpo data fetch --benchmarks {unit} --to {root}"
         if len(problems) == len(files) and not any((root / spec.relpath).exists() for spec in files):
             bad += explicit
-            print(f"{unit}: {'MISSING' if explicit else 'absent'} ({', '.join(spec.relpath for spec in files)}); to add it: {repair[5:]}")
+            relpaths = ", ".join(spec.relpath for spec in files)
+            print(f"{unit}: {'MISSING' if explicit else 'absent'} ({relpaths}); to add it: {command}")
         elif problems:
             bad += 1
             present += 1
-            print(f"{unit}: FAILED: {'; '.join(problems)}; {repair}")
+            print(f"{unit}: FAILED: {'; '.join(problems)}; fix: {command}")
         else:
             present += 1
             pinned = sum(bool(spec.sha256) for spec in files)

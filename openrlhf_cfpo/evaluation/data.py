@@ -86,9 +86,10 @@ def download(spec: DataFile, dest: Path) -> None:
     """Fetch ``spec.url`` (or its ``member``) into ``dest`` (atomic write), refusing content whose sha256
     differs from the pin."""
     logger.info("downloading %s -> %s", spec.url if not spec.member else f"{spec.url}:{spec.member}", dest)
-    payload = _archive_member(_get_archive(spec.url, spec.access, spec.relpath.split("/")[0] + "/"), spec) if spec.member else _get(
-        spec.url, spec.access, spec.relpath
-    )
+    if spec.member:
+        payload = _archive_member(_get_archive(spec.url, spec.access, spec.relpath.split("/")[0] + "/"), spec)
+    else:
+        payload = _get(spec.url, spec.access, spec.relpath)
     text = spec.convert(payload) if spec.convert else payload.decode("utf-8")
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     if spec.sha256 and digest != spec.sha256:
@@ -152,7 +153,9 @@ def check_file(spec: DataFile, path: Path) -> Optional[str]:
         return f"{spec.relpath} missing"
     if spec.sha256:
         digest = file_sha256(path)
-        return None if digest == spec.sha256 else f"{spec.relpath} has sha256 {digest[:12]}…, expected {spec.sha256[:12]}…"
+        if digest != spec.sha256:
+            return f"{spec.relpath} has sha256 {digest[:12]}…, expected {spec.sha256[:12]}…"
+        return None
     parse = PARSERS.get(path.suffix)
     try:
         if parse is not None:

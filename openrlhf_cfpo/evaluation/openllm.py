@@ -205,10 +205,12 @@ DATA_FILES = {
         for subject in MMLU_SUBJECTS
     ),
     "openllm.winogrande": tuple(
-        DataFile(f"winogrande/{name}", _WINOGRANDE_ZIP, member=f"winogrande_1.1/{name}") for name in ("train_xl.jsonl", "dev.jsonl")
+        DataFile(f"winogrande/{name}", _WINOGRANDE_ZIP, member=f"winogrande_1.1/{name}")
+        for name in ("train_xl.jsonl", "dev.jsonl")
     ),
     "openllm.hellaswag": tuple(
-        DataFile(f"hellaswag/{name}", f"{_HELLASWAG_RAW}/{name}") for name in ("hellaswag_val.jsonl", "hellaswag_train.jsonl")
+        DataFile(f"hellaswag/{name}", f"{_HELLASWAG_RAW}/{name}")
+        for name in ("hellaswag_val.jsonl", "hellaswag_train.jsonl")
     ),
 }
 

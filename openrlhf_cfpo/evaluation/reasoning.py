@@ -77,7 +77,10 @@ def _math_tar_to_jsonl(payload: bytes) -> str:
     return "".join(json.dumps(problems[key]) + "\n" for key in sorted(problems))
 
 
-GSM8K_RAW = "https://raw.githubusercontent.com/openai/grade-school-math/3101c7d5072418e28b9008a6636bde82a006892c/grade_school_math/data"
+GSM8K_RAW = (
+    "https://raw.githubusercontent.com/openai/grade-school-math/3101c7d5072418e28b9008a6636bde82a006892c/"
+    "grade_school_math/data"
+)
 DATA = {
     "math500": DataFile(
         "math500/test.jsonl", "https://huggingface.co/datasets/HuggingFaceH4/MATH-500/resolve/main/test.jsonl"
@@ -103,7 +106,9 @@ DATA = {
 # the original release's tarball: every train/<subject>/<n>.json as one line plus "unique_id" (PRM800K's
 # convention), sorted by subject then n. The conversion is deterministic but the tarball was not compared
 # with the CI mirror's copy, so the file is parse-checked only.
-MATH_TRAIN = DataFile("math_train/train.jsonl", "https://people.eecs.berkeley.edu/~hendrycks/MATH.tar", convert=_math_tar_to_jsonl)
+MATH_TRAIN = DataFile(
+    "math_train/train.jsonl", "https://people.eecs.berkeley.edu/~hendrycks/MATH.tar", convert=_math_tar_to_jsonl
+)
 # for `openrlhf-cfpo data`: one entry per task, plus the training split
 DATA_FILES = {**{task: (spec,) for task, spec in DATA.items()}, "math_train": (MATH_TRAIN,)}
 
