@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 PIN    := -c requirements/cpu-constraints.txt
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test demo bench gpu-check clean
+.PHONY: venv test demo bench gpu-check clean data
 
 venv: $(STAMP)
 
@@ -22,6 +22,13 @@ $(STAMP): setup.py requirements/openrlhf-cpu.txt requirements/cpu-constraints.tx
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The full benchmark files the data tests read, from their canonical sources into the download cache
+# ($OPENRLHF_CFPO_DATA_CACHE, default ~/.cache/openrlhf_cfpo/benchmarks), and NLTK's punkt_tab into
+# ~/nltk_data; GPQA (gated) is not among them. Offline nodes: docs/evaluation.md, "Offline compute nodes".
+TEST_DATA := alpaca_eval,arena_hard,mt_bench,ifeval,openllm,math500,gsm8k,aime24,math_train
+data: $(STAMP)
+	$(PY) -m openrlhf_cfpo.cli data fetch --benchmarks $(TEST_DATA)
 
 # The CPU lab with its defaults: 3 seeds x ppo,cfpo x iterations 1,2,4,8,16, one worker process per CPU,
 # into runs/lab/<timestamp> (docs/lab.md).

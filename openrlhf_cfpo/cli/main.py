@@ -15,7 +15,7 @@ import sys
 import warnings
 from typing import List, Optional
 
-SUBCOMMANDS = ("train", "lab", "eval", "report")
+SUBCOMMANDS = ("train", "lab", "eval", "report", "data")
 DEPRECATIONS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 
 
@@ -29,7 +29,7 @@ def quiet_third_party_deprecations() -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="openrlhf-cfpo",
-        description="Clipping-Free Policy Optimization for OpenRLHF 0.11.2: train, lab, evaluate, report.",
+        description="Clipping-Free Policy Optimization for OpenRLHF 0.11.2: train, lab, evaluate, report, data.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:

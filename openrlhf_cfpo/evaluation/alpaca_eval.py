@@ -52,7 +52,10 @@ REFERENCE_OUTPUTS = DataFile(
     f"alpaca_eval/{BASELINE}/model_outputs.json",
     "https://raw.githubusercontent.com/tatsu-lab/alpaca_eval/cd543a149df89434d8a54582c0151c0b945c3d20/results/"
     f"{BASELINE}/model_outputs.json",
+    sha256="83db546b872ddebee8965fd05fa48461ee3c32bc695c62fb57f2d214ff741ec4",
 )
+# for `openrlhf-cfpo data`; the eval set is the Hub's JSON list rewritten as JSONL: parse-checked only
+DATA_FILES = {NAME: (EVAL_SET, REFERENCE_OUTPUTS)}
 GENERATION = SamplingSettings(max_new_tokens=2048, temperature=0.0)
 
 

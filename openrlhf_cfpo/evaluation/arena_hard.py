@@ -43,15 +43,19 @@ _RAW = "https://raw.githubusercontent.com/lmarena/arena-hard-auto"
 QUESTIONS = DataFile(
     "arena_hard_v0.1/legacy/question.jsonl",
     f"{_RAW}/7091a237ccb1f4a33090583b35149faedb4f5ea1/data/arena-hard-v0.1/question.jsonl",
+    sha256="4daad38811161c3ba5c248f26b90c3cef89634f4c772002ed9138c1e13f63e9f",
 )
 BASELINE_ANSWERS = DataFile(
     "arena_hard_v0.1/legacy/model_answer/gpt-4-0314.jsonl",
     f"{_RAW}/7091a237ccb1f4a33090583b35149faedb4f5ea1/data/arena-hard-v0.1/model_answer/gpt-4-0314.jsonl",
+    sha256="245109b8fe7c3bef0304f1c559d29da377f97f61535ad1170b46a61a08eb9ac7",
 )
 JUDGE_CONFIG = DataFile(
     "arena_hard_v0.1/legacy/config/judge_config.yaml",
     f"{_RAW}/9a6791abc5c218c57f079fd1132c367bca8a57a1/config/judge_config.yaml",
+    sha256="6e001736bacacdb1591ffca7eec953a7089f8f5604872d1ca4f9a6f9de1ee451",
 )
+DATA_FILES = {NAME: (QUESTIONS, BASELINE_ANSWERS, JUDGE_CONFIG)}  # for `openrlhf-cfpo data`
 GENERATION = SamplingSettings(max_new_tokens=4096, temperature=0.0)  # official gen_answer_config
 CONTINUE = "continue your judgment and finish by outputting a final verdict label"
 

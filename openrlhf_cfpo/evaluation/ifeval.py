@@ -35,6 +35,22 @@ INPUT = DataFile(
     "https://raw.githubusercontent.com/google-research/google-research/master/"
     "instruction_following_eval/data/input_data.jsonl",
 )
+# GPT-4's responses published with IFEval and the per-prompt verdicts of a run of google's checker, from
+# the clone the tests' reference numbers were computed on (pinned: these are the exact files).
+_REFERENCE_RAW = "https://raw.githubusercontent.com/Podtech-AI/IFEval/76670a377db0f75ac8e808bbdaa8df5e6f185399/data"
+REFERENCE_GPT4 = tuple(
+    DataFile(f"ifeval/reference_gpt4/{name}", f"{_REFERENCE_RAW}/{source}", sha256=sha256)
+    for name, source, sha256 in (
+        ("input_response_data_gpt4_20231107_145030.jsonl", "input_response_data_gpt4_20231107_145030.jsonl",
+         "49c1a90439654e3699e69e56da1d41e9bad957a7ba0595386a9176378395553a"),
+        ("eval_results_loose.jsonl", "test_output/eval_results_loose.jsonl",
+         "0b8abbf8cbd78aa7ecc9f8858f37448a432e281dfb2c51bcf05caed3354d416c"),
+        ("eval_results_strict.jsonl", "test_output/eval_results_strict.jsonl",
+         "9300cb552df300894fe9fab35f53c399c3a1d37077e344c6bf20cddbaa23aa78"),
+    )
+)
+# for `openrlhf-cfpo data`: the prompts (parse-checked: google's master is not pinned), and the reference set
+DATA_FILES = {NAME: (INPUT,), f"{NAME}.reference_gpt4": REFERENCE_GPT4}
 SAMPLING = SamplingSettings(max_new_tokens=1280, temperature=0.0, top_p=1.0)
 PROMPT_FIELDS = ("key", "prompt", "instruction_id_list", "kwargs")
 

@@ -34,12 +34,26 @@ PROTOCOL = (
 )
 
 _RAW = "https://raw.githubusercontent.com/lm-sys/FastChat/0e6d3e4beaab66f4d3f93db72541a4abab8af28d/fastchat/llm_judge/data"
-QUESTIONS = DataFile("mt_bench/question.jsonl", f"{_RAW}/mt_bench/question.jsonl")
-JUDGE_PROMPTS = DataFile("mt_bench/judge_prompts.jsonl", f"{_RAW}/judge_prompts.jsonl")
+QUESTIONS = DataFile(
+    "mt_bench/question.jsonl", f"{_RAW}/mt_bench/question.jsonl",
+    sha256="119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7",
+)
+JUDGE_PROMPTS = DataFile(
+    "mt_bench/judge_prompts.jsonl", f"{_RAW}/judge_prompts.jsonl",
+    sha256="fd283293406d024f44c174b094ef48031d0687a4682fd3a56b29b138f80281b6",
+)
+_REFERENCE_SHA256 = {"gpt-4": "f957a5bc977badb66885ec970e6cd08527845780313f0995764260e5777b9b3f"}
 
 
 def reference_file(model: str) -> DataFile:
-    return DataFile(f"mt_bench/reference_answer/{model}.jsonl", f"{_RAW}/mt_bench/reference_answer/{model}.jsonl")
+    return DataFile(
+        f"mt_bench/reference_answer/{model}.jsonl", f"{_RAW}/mt_bench/reference_answer/{model}.jsonl",
+        sha256=_REFERENCE_SHA256.get(model),
+    )
+
+
+# what `openrlhf-cfpo data fetch/verify` handle (the judge config's reference model is gpt-4)
+DATA_FILES = {NAME: (QUESTIONS, JUDGE_PROMPTS, reference_file("gpt-4"))}
 
 
 NEED_REFERENCE = ("math", "reasoning", "coding")

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from openrlhf_cfpo.evaluation.context import EvalContext
-from openrlhf_cfpo.evaluation.data import DataError, read_csv_rows, read_json, read_jsonl
+from openrlhf_cfpo.evaluation import reasoning
+from openrlhf_cfpo.evaluation.data import DataError, DataFile, read_csv_rows, read_json, read_jsonl
 from openrlhf_cfpo.runinfo import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -163,6 +164,56 @@ LOCAL_FOLDERS = {
     "winogrande": "winogrande",
     "gsm8k": "gsm8k",
 }
+# Files `openrlhf-cfpo data` fetches into those folders, from each dataset's original release (ARC, MMLU
+# and Winogrande are archives: the files are their members). None is sha256-pinned but GSM8K: the other
+# sources are unpinned or were not compared byte for byte with the CI mirror, so they are parse-checked.
+_HELLASWAG_RAW = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data"
+_ARC_ZIP = "https://ai2-public-datasets.s3.amazonaws.com/arc/ARC-V1-Feb2018.zip"
+_MMLU_TAR = "https://people.eecs.berkeley.edu/~hendrycks/data.tar"
+_WINOGRANDE_ZIP = "https://storage.googleapis.com/ai2-mosaic/public/winogrande/winogrande_1.1.zip"
+MMLU_SUBJECTS = (
+    "abstract_algebra anatomy astronomy business_ethics clinical_knowledge college_biology college_chemistry "
+    "college_computer_science college_mathematics college_medicine college_physics computer_security "
+    "conceptual_physics econometrics electrical_engineering elementary_mathematics formal_logic global_facts "
+    "high_school_biology high_school_chemistry high_school_computer_science high_school_european_history "
+    "high_school_geography high_school_government_and_politics high_school_macroeconomics high_school_mathematics "
+    "high_school_microeconomics high_school_physics high_school_psychology high_school_statistics "
+    "high_school_us_history high_school_world_history human_aging human_sexuality international_law jurisprudence "
+    "logical_fallacies machine_learning management marketing medical_genetics miscellaneous moral_disputes "
+    "moral_scenarios nutrition philosophy prehistory professional_accounting professional_law "
+    "professional_medicine professional_psychology public_relations security_studies sociology us_foreign_policy "
+    "virology world_religions"
+).split()
+DATA_FILES = {
+    "openllm.gsm8k": (
+        reasoning.DATA["gsm8k"],
+        DataFile(
+            "gsm8k/train.jsonl", f"{reasoning.GSM8K_RAW}/train.jsonl",
+            sha256="17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465",
+        ),
+    ),
+    "openllm.truthfulqa": (
+        DataFile("truthfulqa/mc_task.json", "https://raw.githubusercontent.com/sylinrl/TruthfulQA/main/data/mc_task.json"),
+    ),
+    "openllm.arc": tuple(
+        DataFile(f"arc_challenge/{name}", _ARC_ZIP, member=f"ARC-V1-Feb2018-2/ARC-Challenge/{name}")
+        for name in ("ARC-Challenge-Test.jsonl", "ARC-Challenge-Dev.jsonl")
+    ),
+    "openllm.mmlu": tuple(
+        DataFile(f"mmlu/{split}/{subject}_{split}.csv", _MMLU_TAR, member=f"data/{split}/{subject}_{split}.csv")
+        for split in ("dev", "test")
+        for subject in MMLU_SUBJECTS
+    ),
+    "openllm.winogrande": tuple(
+        DataFile(f"winogrande/{name}", _WINOGRANDE_ZIP, member=f"winogrande_1.1/{name}")
+        for name in ("train_xl.jsonl", "dev.jsonl")
+    ),
+    "openllm.hellaswag": tuple(
+        DataFile(f"hellaswag/{name}", f"{_HELLASWAG_RAW}/{name}")
+        for name in ("hellaswag_val.jsonl", "hellaswag_train.jsonl")
+    ),
+}
+
 # task -> reader of that folder into the lm-eval task's splits (MMLU: _mmlu_subject, one per subject)
 LOCAL_READERS: Dict[str, Callable[[Path], Splits]] = {
     "arc": _arc,

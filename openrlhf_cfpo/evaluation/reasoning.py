@@ -61,13 +61,34 @@ def _parquet_to_jsonl(payload: bytes) -> str:
     return "".join(json.dumps({k: str(v) for k, v in row.items()}) + "\n" for row in frame.to_dict("records"))
 
 
+def _math_tar_to_jsonl(payload: bytes) -> str:
+    import tarfile
+
+    problems = {}
+    with tarfile.open(fileobj=io.BytesIO(payload)) as archive:
+        for member in archive.getmembers():
+            parts = member.name.removeprefix("./").split("/")
+            if member.isfile() and len(parts) == 4 and parts[1] == "train" and parts[3].endswith(".json"):
+                record = json.loads(archive.extractfile(member).read())
+                record["unique_id"] = "/".join(parts[1:])
+                problems[(parts[2], int(parts[3][: -len(".json")]))] = record
+    if not problems:
+        raise DataError("MATH.tar holds no MATH/train/<subject>/<n>.json files: is this the MATH release?")
+    return "".join(json.dumps(problems[key]) + "\n" for key in sorted(problems))
+
+
+GSM8K_RAW = (
+    "https://raw.githubusercontent.com/openai/grade-school-math/3101c7d5072418e28b9008a6636bde82a006892c/"
+    "grade_school_math/data"
+)
 DATA = {
     "math500": DataFile(
         "math500/test.jsonl", "https://huggingface.co/datasets/HuggingFaceH4/MATH-500/resolve/main/test.jsonl"
     ),
     "gsm8k": DataFile(
         "gsm8k/test.jsonl",
-        "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/test.jsonl",
+        f"{GSM8K_RAW}/test.jsonl",
+        sha256="3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14",
     ),
     "aime24": DataFile(
         "aime24/test.jsonl",
@@ -80,6 +101,16 @@ DATA = {
         access=GPQA_ACCESS,
     ),
 }
+
+# The MATH train split (the RLVR prompts of examples/trl, and the reward tests' reference answers), from
+# the original release's tarball: every train/<subject>/<n>.json as one line plus "unique_id" (PRM800K's
+# convention), sorted by subject then n. The conversion is deterministic but the tarball was not compared
+# with the CI mirror's copy, so the file is parse-checked only.
+MATH_TRAIN = DataFile(
+    "math_train/train.jsonl", "https://people.eecs.berkeley.edu/~hendrycks/MATH.tar", convert=_math_tar_to_jsonl
+)
+# for `openrlhf-cfpo data`: one entry per task, plus the training split
+DATA_FILES = {**{task: (spec,) for task, spec in DATA.items()}, "math_train": (MATH_TRAIN,)}
 
 Problem = Dict[str, Any]  # {"id", "question" (user turn), "gold" (reference answer), "choices"?: [...]}
 
