@@ -10,6 +10,7 @@ is skipped, with a reason naming `make data`, when those files are not there, or
 OPENRLHF_CFPO_REQUIRE_DATA=1 (CI). ``nltk_punkt`` does the same for NLTK's Punkt tables (IFEval).
 """
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -37,8 +38,6 @@ os.environ.update(
 )
 
 
-
-
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "needs_data(*relpaths): files of the full benchmark folder the test reads (see benchmark_data)"
@@ -59,8 +58,22 @@ def full_data_root() -> Path:
     return Path(os.environ.get("OPENRLHF_CFPO_DATA_DIR") or cache_root())
 
 
+@functools.lru_cache(maxsize=None)
+def make_data_relpaths() -> frozenset:
+    """Every file `make data` fetches: the Makefile's TEST_DATA, resolved as `openrlhf-cfpo data fetch` does."""
+    from openrlhf_cfpo.cli.data import select_units
+
+    line = next(line for line in (REPO_ROOT / "Makefile").read_text().splitlines() if line.startswith("TEST_DATA"))
+    units, _ = select_units(None, line.split(":=", 1)[1].strip())
+    return frozenset(spec.relpath for files in units.values() for spec in files)
+
+
 def require_data(*relpaths: str) -> Path:
-    """The full benchmark folder, after checking it holds ``relpaths`` (else skip/fail, see missing_data)."""
+    """The full benchmark folder, after checking it holds ``relpaths`` (else skip/fail, see missing_data).
+    A file that `make data` would not fetch fails the test: its skip reason would send users nowhere."""
+    unfetched = sorted(set(relpaths) - make_data_relpaths())
+    if unfetched:
+        pytest.fail(f"`make data` does not fetch {', '.join(unfetched)}: add its benchmark to TEST_DATA in the Makefile")
     root = full_data_root()
     absent = [relpath for relpath in relpaths if not (root / relpath).exists()]
     if absent or not root.is_dir():

@@ -56,12 +56,14 @@ Units = Dict[str, Tuple]  # name -> its DataFiles, in the order printed
 
 
 def all_units() -> Units:
-    """Every benchmark's ``DATA_FILES``, in the registry's order."""
+    """Every benchmark's ``DATA_FILES``, in the registry's order, then the chat tokenizers the tests use."""
+    from openrlhf_cfpo.evaluation.data import TOKENIZER_FILES
     from openrlhf_cfpo.evaluation.registry import BENCHMARK_MODULES, load_benchmark
 
     units: Units = {}
     for benchmark in BENCHMARK_MODULES:
         units.update(getattr(load_benchmark(benchmark), "DATA_FILES", {}))
+    units.update(TOKENIZER_FILES)
     return units
 
 

@@ -54,6 +54,26 @@ class DataFile:
     member: Optional[str] = None  # path of the file inside the tar/zip archive at ``url``
 
 
+LLAMA3_ACCESS = (
+    "accept Meta's licence at https://huggingface.co/meta-llama/Meta-Llama-3-8B-Instruct and export HF_TOKEN"
+)
+HUB = "https://huggingface.co"
+# The two chat tokenizers whose Hub behaviour the tests' small fixtures reproduce (tests/fixtures/tokenizers,
+# compared against these where present): Llama-3 adds BOS in its post-processor and ends turns with
+# <|eot_id|>; Qwen3 has no BOS and ends turns with <|im_end|>. Not benchmark data, but fetched with it.
+TOKENIZER_FILES = {
+    "tokenizers.llama3": tuple(
+        DataFile(f"tokenizers/meta_llama3_8b_instruct_hf/{name}",
+                 f"{HUB}/meta-llama/Meta-Llama-3-8B-Instruct/resolve/main/{name}", access=LLAMA3_ACCESS)
+        for name in ("tokenizer.json", "tokenizer_config.json")
+    ),
+    "tokenizers.qwen3": tuple(
+        DataFile(f"tokenizers/qwen3/{name}", f"{HUB}/Qwen/Qwen3-8B/resolve/main/{name}")
+        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt")
+    ),
+}
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("OPENRLHF_CFPO_DATA_CACHE") or Path.home() / ".cache" / "openrlhf_cfpo" / "benchmarks")
 
