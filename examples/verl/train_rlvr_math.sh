@@ -23,7 +23,8 @@
 #   NUM_NODES [1]  GPUS_PER_NODE [8]  OUTPUT_ROOT [./runs]  PYTHON [python3]
 #   RUN_NAME       [verl_math_<model>_<POLICY_LOSS>_it<ITERATIONS>_br<BATCH_RATIO>] = trainer.experiment_name
 #   LAUNCHER       the command that receives the overrides, split on spaces [PYTHON -m verl.trainer.main_ppo]
-# Output: OUTPUT_ROOT/RUN_NAME/{checkpoints (a rerun resumes from the last), tensorboard, finished}.
+# Output: OUTPUT_ROOT/RUN_NAME/{checkpoints (a rerun resumes from the last), tensorboard/RUN_NAME (with
+# verl_overrides.json, this run's settings for `openrlhf-cfpo report`), finished}.
 # A run with OUTPUT_ROOT/RUN_NAME/finished (written when the launcher succeeds) is skipped.
 # Extra arguments are Hydra overrides appended after these; for a key given twice the later wins.
 set -euo pipefail
@@ -123,10 +124,14 @@ OVERRIDES=(
    trainer.test_freq="$([[ -n "${VAL_FILE}" ]] && echo 10 || echo -1)"
 )
 
-mkdir -p "${RUN_DIR}"
-TENSORBOARD_DIR="${RUN_DIR}/tensorboard" "${LAUNCH[@]}" "${OVERRIDES[@]}" "$@"
-if [[ "${DRY_RUN:-0}" != 1 ]]; then
-   touch "${RUN_DIR}/finished"
-else
-   rmdir "${RUN_DIR}" 2>/dev/null || true
+if [[ "${DRY_RUN:-0}" == 1 ]]; then
+   exec "${LAUNCH[@]}" "${OVERRIDES[@]}" "$@"
 fi
+# The run's settings for `openrlhf-cfpo report` (verl saves none beside its logs).
+# The event files go to tensorboard/RUN_NAME (as in the OpenRLHF recipes), the report's run label.
+TENSORBOARD_DIR="${RUN_DIR}/tensorboard/${RUN_NAME}"
+mkdir -p "${TENSORBOARD_DIR}"
+"${PYTHON}" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "${OVERRIDES[@]}" "$@" \
+   > "${TENSORBOARD_DIR}/verl_overrides.json"
+TENSORBOARD_DIR="${TENSORBOARD_DIR}" "${LAUNCH[@]}" "${OVERRIDES[@]}" "$@"
+touch "${RUN_DIR}/finished"
