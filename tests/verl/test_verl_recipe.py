@@ -78,11 +78,12 @@ def test_grid_is_the_papers_32_runs_valid_in_verl(tmp_path, math_file):
     assert again.returncode == 0 and len(recorded_runs(record)) == 32  # all finished: none relaunched
     assert again.stderr.count("skipping") == 32
 
-    (tmp_path / "runs" / "verl_batch_ratio_grid" / "seed1_verl_math_Qwen2.5-3B_cfpo_it8_br8" / "finished").unlink()
+    unfinished = tmp_path / "runs" / "verl_batch_ratio_grid" / "seed1_verl_math_Qwen2.5-3B_cfpo_it8_br8" / "finished"
+    unfinished.unlink()
     dry = run_script("batch_ratio_grid.sh", tmp_path, **{**env, "DRY_RUN": "1"})
     assert dry.returncode == 0, dry.stderr
     assert "dry run: ok seed1_verl_math_Qwen2.5-3B_cfpo_it8_br8" in dry.stdout and "all 1 runs valid" in dry.stdout
-    assert not (tmp_path / "runs" / "verl_batch_ratio_grid" / "seed1_verl_math_Qwen2.5-3B_cfpo_it8_br8").exists()
+    assert not unfinished.exists() and len(recorded_runs(record)) == 32  # the dry run launched nothing
 
 
 def one_run(tmp_path, **overrides):
