@@ -15,14 +15,13 @@ MATH solution, scored by ``openrlhf_cfpo.rewards.math_reward.compute_score``) an
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
 from typing import List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from prepare_math_prompts import chat_record, load_math_rows  # noqa: E402  (the OpenRLHF recipe's loader)
+from prepare_math_prompts import chat_record, parse_math_source  # noqa: E402  (the OpenRLHF recipe's loader)
 
 from openrlhf_cfpo.runinfo import atomic_output  # noqa: E402
 
@@ -42,19 +41,9 @@ def verl_record(index: int, problem: str, solution: str, system_prompt: str) -> 
 
 
 def main(argv: List[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", required=True, help="Hugging Face dataset id or local .jsonl/.json/.parquet")
-    parser.add_argument("--split", default="train", help="split of a Hugging Face --source (default: train)")
-    parser.add_argument("--system-prompt", required=True, help="system message put before every problem")
-    parser.add_argument("--output", required=True, type=Path, help="output .parquet")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import pandas as pd
 
-    rows = load_math_rows(args.source, args.split)
-    missing = {"problem", "solution"} - set(rows.column_names)
-    if missing:
-        parser.error(f"--source {args.source} lacks the MATH column(s) {sorted(missing)}; pass MATH problems")
+    args, rows = parse_math_source(argv, __doc__.splitlines()[0], "output .parquet")
     records = [verl_record(i, row["problem"], row["solution"], args.system_prompt) for i, row in enumerate(rows)]
     with atomic_output(args.output) as tmp:
         pd.DataFrame.from_records(records).to_parquet(tmp, index=False)
