@@ -8,9 +8,12 @@ import sys
 
 import pytest
 import torch
-from verl.trainer.ppo.core_algos import get_policy_loss_fn
 
-from openrlhf_cfpo import verl_patch
+pytest.importorskip("verl.trainer.ppo.core_algos", reason="the verl tests run in .venv-verl (make test builds it)")
+
+from verl.trainer.ppo.core_algos import get_policy_loss_fn  # noqa: E402
+
+from openrlhf_cfpo import verl_patch  # noqa: E402
 
 LOSS_AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 
