@@ -6,6 +6,11 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 PIN    := -c requirements/cpu-constraints.txt
 STAMP  := $(VENV)/.installed
+# verl 0.9.1 needs transformers<5.11 (OpenRLHF pins 5.15.0): its tests run in an environment of their own.
+VENV_VERL  := .venv-verl
+PY_VERL    := $(VENV_VERL)/bin/python
+PIP_VERL   := $(PY_VERL) -m pip --disable-pip-version-check
+STAMP_VERL := $(VENV_VERL)/.installed
 
 .PHONY: venv test demo bench gpu-check clean data
 
@@ -20,8 +25,18 @@ $(STAMP): setup.py requirements/openrlhf-cpu.txt requirements/cpu-constraints.tx
 	$(PIP) install -q $(PIN) -e '.[eval,test,trl]'
 	touch $@
 
-test: $(STAMP)
+$(STAMP_VERL): setup.py requirements/cpu-constraints.txt
+	$(PYTHON) -m venv $(VENV_VERL)
+	$(PIP_VERL) install -q --upgrade "pip>=24"
+	$(PIP_VERL) install -q $(PIN) torch==2.13.0
+	$(PIP_VERL) install -q $(PIN) verl==0.9.1
+	$(PIP_VERL) install -q $(PIN) -e '.[verl,test]'
+	touch $@
+
+# The main suite in .venv (pytest.ini leaves tests/verl out), then the verl tests in .venv-verl.
+test: $(STAMP) $(STAMP_VERL)
 	$(PY) -m pytest
+	$(PY_VERL) -m pytest tests/verl
 
 # The full benchmark files the data tests read, from their canonical sources into the download cache
 # ($OPENRLHF_CFPO_DATA_CACHE, default ~/.cache/openrlhf_cfpo/benchmarks), and NLTK's punkt_tab into
@@ -45,4 +60,4 @@ gpu-check:
 	PYTHON=$(PYTHON) bash bench/gpu_check.sh
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(VENV_VERL) build *.egg-info

@@ -6,6 +6,7 @@ from setuptools import find_packages, setup
 
 OPENRLHF_VERSION = "0.11.2"
 TRL_VERSION = "1.16.0"  # openrlhf_cfpo.trl_patch patches this TRL only
+VERL_VERSION = "0.9.1"  # openrlhf_cfpo.verl_patch registers "cfpo" in this verl only
 
 setup(
     name="openrlhf-cfpo",
@@ -18,7 +19,9 @@ setup(
     packages=find_packages(include=["openrlhf_cfpo", "openrlhf_cfpo.*"]),
     install_requires=[
         "torch>=2.4",
-        "transformers==5.15.0",
+        # Unpinned here: OpenRLHF pins 5.15.0 (the gpu extra, requirements/openrlhf-cpu.txt), verl 0.9.1
+        # needs <5.11; the two live in separate environments.
+        "transformers",
         "numpy",
         "matplotlib",
         "pyyaml",
@@ -43,6 +46,9 @@ setup(
         ],
         # CFPO in TRL's GRPOTrainer (openrlhf_cfpo.trl_patch, examples/trl/).
         "trl": [f"trl=={TRL_VERSION}"],
+        # CFPO in verl's policy-loss registry (openrlhf_cfpo.verl_patch, examples/verl/); its own
+        # environment: verl needs transformers<5.11, OpenRLHF pins 5.15.0.
+        "verl": [f"verl=={VERL_VERSION}"],
         "test": ["pytest>=8"],
     },
     # Suite and judge configs live in the top-level evaluation/ folder; installed copies are found by
@@ -51,5 +57,9 @@ setup(
         ("share/openrlhf-cfpo/evaluation", ["evaluation/suites.yaml"]),
         ("share/openrlhf-cfpo/evaluation/judges", sorted(glob("evaluation/judges/*.yaml"))),
     ],
-    entry_points={"console_scripts": ["openrlhf-cfpo=openrlhf_cfpo.cli.main:main"]},
+    entry_points={
+        "console_scripts": ["openrlhf-cfpo=openrlhf_cfpo.cli.main:main"],
+        # `import verl` imports every module of this group, in the driver and in each Ray worker.
+        "verl.plugins": ["cfpo=openrlhf_cfpo.verl_patch"],
+    },
 )

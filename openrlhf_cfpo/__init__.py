@@ -1,4 +1,4 @@
-"""openrlhf-cfpo: Clipping-Free Policy Optimization for OpenRLHF 0.11.2 (and TRL 1.16.0's GRPOTrainer).
+"""openrlhf-cfpo: Clipping-Free Policy Optimization for OpenRLHF 0.11.2, TRL 1.16.0 and verl 0.9.1.
 
 ``patch_openrlhf``, ``ray_runtime_env`` and ``patch_trl`` are loaded on first use, so that importing
 the package (and ``openrlhf-cfpo --help``) stays fast.

@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterable, Iterator, Optional
 
 RUN_RECORD_PACKAGES = (
     "openrlhf-cfpo", "openrlhf", "torch", "transformers", "deepspeed", "ray", "vllm", "lm-eval",
-    "alpaca-eval", "math-verify", "openai", "nltk", "datasets", "tensorboard", "trl",
+    "alpaca-eval", "math-verify", "openai", "nltk", "datasets", "tensorboard", "trl", "verl",
 )
 
 

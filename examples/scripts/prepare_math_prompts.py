@@ -59,18 +59,25 @@ def write_jsonl_atomic(records: Iterable[Dict[str, object]], output: Path) -> in
     return count
 
 
-def main(argv: List[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_math_source(argv: List[str] | None, description: str, output_help: str):
+    """The prepare scripts' command line (--source, --split, --system-prompt, --output) and the MATH
+    rows of --source; exits with a message naming --source when it lacks the MATH columns."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--source", required=True, help="Hugging Face dataset id or local .jsonl/.json/.parquet")
     parser.add_argument("--split", default="train", help="split of a Hugging Face --source (default: train)")
     parser.add_argument("--system-prompt", required=True, help="system message put before every problem")
-    parser.add_argument("--output", required=True, type=Path, help="output .jsonl")
+    parser.add_argument("--output", required=True, type=Path, help=output_help)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     rows = load_math_rows(args.source, args.split)
     missing = {"problem", "solution"} - set(rows.column_names)
     if missing:
         parser.error(f"--source {args.source} lacks the MATH column(s) {sorted(missing)}; pass MATH problems")
+    return args, rows
+
+
+def main(argv: List[str] | None = None) -> int:
+    args, rows = parse_math_source(argv, __doc__.splitlines()[0], "output .jsonl")
     records = (chat_record(row["problem"], row["solution"], args.system_prompt) for row in rows)
     count = write_jsonl_atomic(records, args.output)
     logger.info("wrote %d MATH prompts to %s", count, args.output)

@@ -68,6 +68,36 @@ def settings_from_openrlhf_args(args: Mapping[str, object]) -> RunSettings:
     )
 
 
+VERL_LOSS_MODES_AS_OBJECTIVES = {"vanilla": "ppo"}  # verl's PPO-clip surrogate is the reports' "ppo"
+
+
+def settings_from_verl_overrides(overrides) -> RunSettings:
+    """A verl run's Hydra overrides (``key=value`` strings, as examples/verl/train_rlvr_math.sh saves
+    them) → RunSettings. objective = ``actor.policy_loss.loss_mode`` ("vanilla" reads "ppo");
+    iterations = ``actor.ppo_epochs``; batch ratio = ``data.train_batch_size`` /
+    ``actor.ppo_mini_batch_size``; KL β = ``actor.kl_loss_coef`` with ``actor.use_kl_loss``, else 0;
+    model = ``actor_rollout_ref.model.path``. Keys not given stay unknown."""
+    values = dict(item.split("=", 1) for item in overrides if "=" in item)
+    actor = "actor_rollout_ref.actor."
+
+    def number(key, kind):
+        try:
+            return kind(values[key])
+        except (KeyError, ValueError):
+            return None
+
+    batch, mini_batch = number("data.train_batch_size", int), number(actor + "ppo_mini_batch_size", int)
+    loss_mode = values.get(actor + "policy_loss.loss_mode")
+    use_kl = values.get(actor + "use_kl_loss")
+    return RunSettings(
+        objective=VERL_LOSS_MODES_AS_OBJECTIVES.get(loss_mode, loss_mode),
+        kl_beta=None if use_kl is None else (number(actor + "kl_loss_coef", float) if use_kl == "true" else 0.0),
+        iterations=number(actor + "ppo_epochs", int),
+        batch_ratio=batch / mini_batch if batch and mini_batch else None,
+        model=values.get("actor_rollout_ref.model.path"),
+    )
+
+
 def _coerce(path: str, label: str, key: str, value: object):
     kind = SETTING_TYPES[key]
     if value is None:

@@ -1,9 +1,12 @@
 """Training logs → per-run metric series in the lab's lower-snake names.
 
-Three sources, any mix, found under each ``--runs`` folder:
+Four sources, any mix, found under each ``--runs`` folder:
 
-- OpenRLHF tensorboard logs (``--logger.tensorboard_dir``; one sub-folder per ``run_name``), read
-  record by record with tensorboard's own event-file loader;
+- OpenRLHF and verl tensorboard logs (OpenRLHF's ``--logger.tensorboard_dir``, one sub-folder per
+  ``run_name``; verl's ``TENSORBOARD_DIR``, one folder per run), read record by record with
+  tensorboard's own event-file loader;
+- verl's file logger (``trainer.logger=[file]``): ``<experiment_name>.jsonl``, one
+  ``{"step": s, "data": {tag: value}}`` per step;
 - wandb offline run folders (``offline-run-*`` holding ``run-<id>.wandb``), read with wandb's own
   record protobufs; unreadable ones are skipped with a note;
 - the lab's ``metrics.jsonl`` (one object per step, several runs per file). A lab sweep's folder
@@ -11,8 +14,11 @@ Three sources, any mix, found under each ``--runs`` folder:
   former is read, so each cell counts once. Its seeds are separate runs that share a ``group``.
 
 OpenRLHF 0.11.2 logs ``train/<key>`` (the actor's ``fit`` status plus ``rollout/*`` statistics) at
-each global step and ``eval/<key>`` after each evaluation. ``OPENRLHF_METRICS`` is the one table
-that maps those tags to the lab's names; docs/reports.md prints it.
+each global step and ``eval/<key>`` after each evaluation; verl 0.9.1 logs ``actor/*``, ``critic/*``, ``response_length/*``
+per step and ``val-core/<data_source>/<reward|acc>/mean@<n>`` after each validation.
+``OPENRLHF_METRICS`` and ``VERL_METRICS`` map those tags to the lab's names; docs/reports.md prints
+both. A verl run's settings come from the Hydra overrides
+examples/verl/train_rlvr_math.sh saves beside its event files (``VERL_OVERRIDES_FILE``).
 
 Problems in one run (empty log, truncated event file, a metric the run never logged) become notes
 and never stop the other runs from being read.
@@ -27,7 +33,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from openrlhf_cfpo.reporting.run_settings import RunSettings, settings_from_openrlhf_args
+from openrlhf_cfpo.reporting.run_settings import RunSettings, settings_from_openrlhf_args, settings_from_verl_overrides
 
 Series = Tuple[List[int], List[float]]  # (steps, values), steps ascending and unique
 
@@ -42,8 +48,9 @@ class MetricSource:
     missing_hint: str = ""
 
 
-# eval/eval_<datasource>_pass1: OpenRLHF's validation reward (mean reward of the eval samples).
-EVAL_PASS1_TAG = re.compile(r"^eval/eval_(?P<datasource>.+)_pass1$")
+# eval/eval_<datasource>_pass1: OpenRLHF's validation reward (mean reward of the eval samples);
+# val-core/<datasource>/<reward|acc>/mean@<n>: verl's.
+EVAL_PASS1_TAG = re.compile(r"^eval/eval_(?P<datasource>.+)_pass1$|^val-core/(?P<verl_datasource>[^/]+)/(reward|acc)/mean@\d+$")
 
 OPENRLHF_METRICS: Tuple[MetricSource, ...] = (
     MetricSource(
@@ -80,14 +87,41 @@ OPENRLHF_METRICS: Tuple[MetricSource, ...] = (
     ),
     MetricSource("grad_norm", ("train/actor_grad_norm",), "actor gradient norm at the last optimizer step"),
 )
+# verl 0.9.1's tags for the same metrics (trainer/ppo/metric_utils.py, workers/utils/losses.py,
+# the trainer's validation); tests/verl/test_verl_reports.py checks them against verl's source.
+VERL_METRICS: Tuple[MetricSource, ...] = (
+    MetricSource("reward_mean", ("critic/rewards/mean",), "training reward: mean reward of the step's rollout samples"),
+    MetricSource(
+        "accuracy",
+        ("val-core/<datasource>/reward/mean@<n>",),
+        "validation reward: mean reward of the validation samples (mean over datasources when there are several)",
+        "verl validates only with data.val_files and logs every trainer.test_freq steps",
+    ),
+    MetricSource(
+        "clip_ratio",
+        ("actor/pg_clipfrac",),
+        "fraction of action tokens outside the trust region in the direction of their advantage",
+    ),
+    MetricSource("policy_kl", ("actor/ppo_kl",), "KL between the rollout (old) policy and the updated policy"),
+    MetricSource("entropy", ("actor/entropy",), "mean token entropy of the policy on its own samples"),
+    MetricSource("response_length_mean", ("response_length/mean",), "mean generated length in tokens"),
+    MetricSource("grad_norm", ("actor/grad_norm",), "actor gradient norm at the last optimizer step"),
+)
 METRIC_NAMES: Tuple[str, ...] = tuple(source.name for source in OPENRLHF_METRICS)
-_SOURCES_BY_NAME = {source.name: source for source in OPENRLHF_METRICS}
+_SOURCES_BY_NAME = {
+    "openrlhf": {source.name: source for source in OPENRLHF_METRICS},
+    "verl": {source.name: source for source in VERL_METRICS},
+}
+_VERL_TAGS = {tag for source in VERL_METRICS for tag in source.tags}
 
 EVENT_FILE_MARKER = "tfevents"
 WANDB_RUN_FILE = re.compile(r"^run-.+\.wandb$")
 LAB_METRICS_FILE = "metrics.jsonl"
 LAB_CELLS_DIR = "cells"  # a lab sweep's per-cell copies of the lines in its metrics.jsonl
 LAB_RUN_KEYS = ("objective", "iterations", "batch_ratio", "seed")
+# The Hydra overrides of a verl run (a JSON list), saved by examples/verl/train_rlvr_math.sh in its
+# TENSORBOARD_DIR before verl starts: the run's settings (verl saves none of its own).
+VERL_OVERRIDES_FILE = "verl_overrides.json"
 
 
 @dataclass
@@ -96,7 +130,7 @@ class TrainingRun:
 
     label: str
     source: str
-    kind: str  # "openrlhf" (tensorboard and/or wandb logs) or "lab" (metrics.jsonl)
+    kind: str  # "openrlhf" (tensorboard and/or wandb logs), "verl" (tensorboard or JSONL) or "lab" (metrics.jsonl)
     settings: RunSettings = field(default_factory=RunSettings)
     series: Dict[str, Series] = field(default_factory=dict)
     seed: Optional[int] = None
@@ -107,11 +141,11 @@ class TrainingRun:
 
 
 def missing_metric_note(run: TrainingRun, name: str) -> str:
-    """The note for a run that never logged ``name``; for OpenRLHF runs, the tags looked for and
-    the flag that would log it."""
+    """The note for a run that never logged ``name``; for OpenRLHF and verl runs, the tags looked for
+    and the setting that would log it."""
     if run.kind == "lab":
         return f"run {run.label}: no {name} in {run.source}"
-    source = _SOURCES_BY_NAME[name]
+    source = _SOURCES_BY_NAME[run.kind][name]
     hint = f" ({source.missing_hint})" if source.missing_hint else ""
     return f"run {run.label}: no {name} logged (looked for {', '.join(source.tags)}){hint}"
 
@@ -121,10 +155,17 @@ def _sorted_series(points: Dict[int, float]) -> Series:
     return steps, [points[step] for step in steps]
 
 
+def framework_of(scalars: Dict[str, Dict[int, float]]) -> str:
+    """"verl" when the log holds a tag of ``VERL_METRICS``, else "openrlhf"."""
+    return "verl" if _VERL_TAGS & set(scalars) or any(tag.startswith("val-core/") for tag in scalars) else "openrlhf"
+
+
 def map_openrlhf_scalars(scalars: Dict[str, Dict[int, float]]) -> Dict[str, Series]:
-    """OpenRLHF tags → lab metric series, through ``OPENRLHF_METRICS``."""
+    """OpenRLHF or verl tags → lab metric series, through ``OPENRLHF_METRICS`` then ``VERL_METRICS``."""
     mapped: Dict[str, Series] = {}
-    for source in OPENRLHF_METRICS:
+    for source in OPENRLHF_METRICS + VERL_METRICS:
+        if source.name in mapped:
+            continue
         if source.name == "accuracy":
             per_datasource = [points for tag, points in scalars.items() if EVAL_PASS1_TAG.match(tag)]
             if per_datasource:
@@ -394,6 +435,58 @@ def saved_args_in_folder(folder: str) -> Optional[Dict[str, object]]:
     return None
 
 
+def saved_verl_overrides(folder: str) -> Optional[List[str]]:
+    """The verl run's Hydra overrides saved in ``folder`` (``VERL_OVERRIDES_FILE``), None without one."""
+    try:
+        with open(os.path.join(folder, VERL_OVERRIDES_FILE), encoding="utf-8") as handle:
+            overrides = json.load(handle)
+    except (OSError, json.JSONDecodeError):
+        return None
+    return [str(item) for item in overrides] if isinstance(overrides, list) else None
+
+
+# --- verl's file logger ------------------------------------------------------------------------
+
+
+def read_verl_jsonl(path: str) -> Optional[Dict[str, Dict[int, float]]]:
+    """Scalars of a verl file-logger JSONL as ``{tag: {step: value}}``; None when the file is not one
+    (its first line is not ``{"step": int, "data": {...}}``). A damaged line ends the read."""
+    scalars: Dict[str, Dict[int, float]] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle):
+            try:
+                row = json.loads(line)
+                step, data = int(row["step"]), row["data"]
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                if number == 0:
+                    return None
+                break
+            if not isinstance(data, dict):
+                return None if number == 0 else scalars
+            for tag, value in data.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    scalars.setdefault(tag, {})[step] = float(value)
+    return scalars
+
+
+def _verl_jsonl_run(path: str, notes: List[str]) -> Optional[TrainingRun]:
+    try:
+        scalars = read_verl_jsonl(path)
+    except (OSError, UnicodeDecodeError) as err:
+        notes.append(f"{path}: skipped, unreadable ({err})")
+        return None
+    if scalars is None:
+        return None
+    series = map_openrlhf_scalars(scalars)
+    if not series:
+        notes.append(f"{path}: no verl training metrics in it (empty log)")
+        return None
+    label = os.path.splitext(os.path.basename(path))[0]
+    overrides = saved_verl_overrides(os.path.dirname(path))
+    settings = settings_from_verl_overrides(overrides) if overrides is not None else RunSettings()
+    return TrainingRun(label=label, source=path, kind="verl", settings=settings, series=series)
+
+
 # --- discovery ---------------------------------------------------------------------------------
 
 
@@ -415,7 +508,10 @@ def _tensorboard_run(run_dir: str, label: str, notes: List[str]) -> Optional[Tra
         return None
     args = saved_args_in_folder(run_dir)
     settings = settings_from_openrlhf_args(args) if args else RunSettings()
-    return TrainingRun(label=label, source=run_dir, kind="openrlhf", settings=settings, series=series)
+    overrides = saved_verl_overrides(run_dir)
+    if overrides is not None:
+        settings = settings_from_verl_overrides(overrides)
+    return TrainingRun(label=label, source=run_dir, kind=framework_of(scalars), settings=settings, series=series)
 
 
 def _wandb_run(run_dir: str, wandb_file: str, notes: List[str]) -> Optional[TrainingRun]:
@@ -438,9 +534,9 @@ def _wandb_run(run_dir: str, wandb_file: str, notes: List[str]) -> Optional[Trai
     return TrainingRun(label=label, source=path, kind="openrlhf", settings=settings, series=series)
 
 
-def _merge_wandb_into(run: TrainingRun, extra: TrainingRun) -> None:
-    """Tensorboard and wandb logs of the same run_name: tensorboard's series win, wandb fills the
-    metrics tensorboard lacks; saved settings fill the fields still unknown."""
+def _merge_into(run: TrainingRun, extra: TrainingRun) -> None:
+    """Tensorboard and wandb (or verl JSONL) logs of the same run: tensorboard's series win, the
+    other fills the metrics tensorboard lacks; its settings fill the fields still unknown."""
     for name, series in extra.series.items():
         run.series.setdefault(name, series)
     run.settings = run.settings.filled_from(extra.settings)
@@ -474,8 +570,14 @@ def discover_training_runs(roots: Sequence[str], notes: List[str]) -> List[Train
             if LAB_METRICS_FILE in files:
                 for run in read_lab_runs(os.path.join(folder, LAB_METRICS_FILE), name, notes):
                     found.append(("lab", relative, run))
+            for verl_log in sorted(f for f in files if f.endswith(".jsonl") and f != LAB_METRICS_FILE):
+                run = _verl_jsonl_run(os.path.join(folder, verl_log), notes)
+                if run:
+                    found.append(("verl-jsonl", os.path.join(relative, verl_log), run))
         if len(found) == before:
-            notes.append(f"{root}: no training logs found (tensorboard event files, wandb runs, metrics.jsonl)")
+            notes.append(
+                f"{root}: no training logs found (tensorboard event files, wandb runs, metrics.jsonl, verl JSONL)"
+            )
     return _unique_labels(found)
 
 
@@ -486,9 +588,9 @@ def _unique_labels(found: List[Tuple[str, str, TrainingRun]]) -> List[TrainingRu
     runs: List[TrainingRun] = []
     for label, entries in by_label.items():
         kinds = [kind for kind, _, _ in entries]
-        if sorted(kinds) == ["tensorboard", "wandb"]:
+        if sorted(kinds) in (["tensorboard", "wandb"], ["tensorboard", "verl-jsonl"]):
             tensorboard_run = next(run for kind, _, run in entries if kind == "tensorboard")
-            _merge_wandb_into(tensorboard_run, next(run for kind, _, run in entries if kind == "wandb"))
+            _merge_into(tensorboard_run, next(run for kind, _, run in entries if kind != "tensorboard"))
             runs.append(tensorboard_run)
             continue
         if len(entries) > 1:

@@ -1,4 +1,5 @@
-"""MATH answer reward in OpenRLHF 0.11.2's reward-function file format (the RLVR recipes).
+"""MATH answer reward in OpenRLHF 0.11.2's reward-function file format (the RLVR recipes), and as
+verl's custom reward function (``compute_score``, examples/verl/).
 
     --reward.remote_url <path of this file>  --data.label_key solution
 
@@ -98,3 +99,14 @@ def reward_func(queries: List[str], prompts: List[str], labels: List[str]) -> Di
     rewards = torch.tensor([score_response(r, label) for r, label in zip(responses, labels)])
     boxed = torch.tensor([float(last_boxed_answer(r) is not None) for r in responses])
     return {"rewards": rewards, "scores": rewards, "extra_logs": {"has_boxed_answer": boxed}}
+
+
+def compute_score(data_source: str, solution_str: str, ground_truth: str, extra_info=None, **kwargs) -> Dict[str, float]:
+    """verl's custom reward function (``reward.custom_reward_function.path=pkg://openrlhf_cfpo.rewards.math_reward``):
+    verl's reward manager calls it per response, by keyword, with the decoded response (special tokens
+    dropped) and the row's ``reward_model.ground_truth``. Returns {"score", "has_boxed_answer"}; verl logs
+    every key (``reward_extra_info``)."""
+    return {
+        "score": score_response(solution_str, ground_truth),
+        "has_boxed_answer": float(last_boxed_answer(solution_str) is not None),
+    }

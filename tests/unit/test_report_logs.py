@@ -5,6 +5,7 @@ from pathlib import Path
 from openrlhf_cfpo.reporting.metrics import MetricsWriter
 from openrlhf_cfpo.reporting.training_logs import (
     OPENRLHF_METRICS,
+    VERL_METRICS,
     discover_training_runs,
     map_openrlhf_scalars,
     missing_metric_note,
@@ -72,10 +73,11 @@ def test_unreadable_inputs_become_notes(tmp_path):
 
 
 def test_docs_print_the_mapping_table():
-    """docs/reports.md carries OPENRLHF_METRICS row for row, so the documented mapping is the used one."""
+    """docs/reports.md carries OPENRLHF_METRICS and VERL_METRICS row for row, so the documented mapping
+    is the used one."""
     docs = (Path(__file__).resolve().parents[2] / "docs" / "reports.md").read_text(encoding="utf-8")
     rows = {" ".join(line.split()) for line in docs.splitlines()}
-    for source in OPENRLHF_METRICS:
+    for source in OPENRLHF_METRICS + VERL_METRICS:
         tags = ", ".join(f"`{tag}`" for tag in source.tags)
         row = f"| `{source.name}` | {tags} | {source.meaning} | {source.missing_hint} |"
         assert " ".join(row.split()) in rows

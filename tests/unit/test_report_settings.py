@@ -88,3 +88,16 @@ def test_bad_labels_yaml_names_the_entry(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(LabelsFileError, match=message.replace("[", r"\[").replace("(", r"\(")):
         read_labels_yaml(str(path))
+
+
+def test_settings_from_verl_overrides():
+    """examples/verl/train_rlvr_math.sh's saved overrides: vanilla reads ppo, batch ratio = batch / mini-batch."""
+    from openrlhf_cfpo.reporting.run_settings import settings_from_verl_overrides
+
+    actor = "actor_rollout_ref.actor."
+    overrides = [f"{actor}policy_loss.loss_mode=vanilla", f"{actor}ppo_epochs=8", "data.train_batch_size=128",
+                 f"{actor}ppo_mini_batch_size=32", f"{actor}use_kl_loss=false", "actor_rollout_ref.model.path=Qwen/Qwen2.5-3B"]
+    assert settings_from_verl_overrides(overrides) == RunSettings(
+        objective="ppo", kl_beta=0.0, iterations=8, batch_ratio=4.0, model="Qwen/Qwen2.5-3B")
+    with_kl = [f"{actor}policy_loss.loss_mode=cfpo", f"{actor}use_kl_loss=true", f"{actor}kl_loss_coef=0.01"]
+    assert settings_from_verl_overrides(with_kl) == RunSettings(objective="cfpo", kl_beta=0.01)
