@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Paper Table 4 (RLHF), one run: RLOO advantages with the PPO-clip surrogate ("RLOO") or with CFPO,
 # Llama-3-8B-SFT-Mixture policy, Llama-3-8B-RM-700K reward model, prompt-collection-v0.1, ZeRO-3,
-# OpenRLHF 0.11.2's hybrid engine on one 8-GPU node. table4_rlhf.sh runs the paper's four runs.
+# OpenRLHF 0.11.2's hybrid engine on one 8-GPU node or NUM_NODES of them (a Ray cluster:
+# docs/cluster.md). table4_rlhf.sh runs the paper's four runs.
 #
 #   POLICY_LOSS=cfpo KL_COEF=0 bash examples/scripts/train_rlhf_llama3_8b.sh [more OpenRLHF flags]
 #
+# Models and prompts: pass local paths with --actor.model_name_or_path, --reward.model_name_or_path and
+# --data.prompt_dataset (extra arguments win) on compute nodes without internet.
 # Environment (defaults in brackets):
 #   POLICY_LOSS    ppo (= the paper's RLOO baseline) | cfpo                                 [cfpo]
 #   KL_COEF        KL penalty β to the reference model: 1e-4 | 0 (0 = no reference model)  [1e-4]
-#   GPUS_PER_NODE  GPUs of the node                                                        [8]
+#   NUM_NODES      nodes of the Ray cluster; actor, reference and reward model (colocated) span
+#                  NUM_NODES x GPUS_PER_NODE GPUs, one vLLM engine per 2 of them; batches unchanged   [1]
+#   GPUS_PER_NODE  GPUs of each node                                                       [8]
 #   OUTPUT_ROOT    runs go to OUTPUT_ROOT/RUN_NAME/{tensorboard,ckpt,model}                [./runs]
 #   RUN_NAME       [rlhf_llama3_8b_<POLICY_LOSS>_kl<KL_COEF>]; also the wandb run name, hence the
 #                  tensorboard folder OUTPUT_ROOT/RUN_NAME/tensorboard/RUN_NAME
@@ -21,7 +26,9 @@ set -euo pipefail
 
 POLICY_LOSS="${POLICY_LOSS:-cfpo}"
 KL_COEF="${KL_COEF:-1e-4}"
+NUM_NODES="${NUM_NODES:-1}"
 GPUS_PER_NODE="${GPUS_PER_NODE:-8}"
+VLLM_TP=2
 RUN_NAME="${RUN_NAME:-rlhf_llama3_8b_${POLICY_LOSS}_kl${KL_COEF}}"
 RUN_DIR="${OUTPUT_ROOT:-./runs}/${RUN_NAME}"
 if [[ -f "${RUN_DIR}/model/tokenizer_config.json" ]]; then
@@ -32,14 +39,14 @@ fi
 read -r -a LAUNCH <<< "${LAUNCHER:-openrlhf-cfpo train}"
 
 ARGS=(
-   --actor.num_nodes 1
+   --actor.num_nodes "${NUM_NODES}"
    --actor.num_gpus_per_node "${GPUS_PER_NODE}"
-   --ref.num_nodes 1
+   --ref.num_nodes "${NUM_NODES}"
    --ref.num_gpus_per_node "${GPUS_PER_NODE}"
-   --reward.num_nodes 1
+   --reward.num_nodes "${NUM_NODES}"
    --reward.num_gpus_per_node "${GPUS_PER_NODE}"
-   --vllm.num_engines "$((GPUS_PER_NODE / 2))"
-   --vllm.tensor_parallel_size 2
+   --vllm.num_engines "$((NUM_NODES * GPUS_PER_NODE / VLLM_TP))"
+   --vllm.tensor_parallel_size "${VLLM_TP}"
    --vllm.gpu_memory_utilization 0.5
    --vllm.sync_backend nccl
    --vllm.enforce_eager

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Paper RLVR (Table 3 settings), one run: GRPO-style group-normalised advantages with the PPO-clip
 # surrogate ("GRPO") or with CFPO, a Qwen2.5 model on the MATH train split, rewarded by
-# openrlhf_cfpo/rewards/math_reward.py (math-verify), OpenRLHF 0.11.2's hybrid engine on one node.
+# openrlhf_cfpo/rewards/math_reward.py (math-verify), OpenRLHF 0.11.2's hybrid engine on one node
+# or NUM_NODES of them (docs/cluster.md).
 # rlvr_iterations_grid.sh (Tables 5-10) and rlvr_batch_ratio_grid.sh (Figures 4-8) call this script.
 #
 #   MODEL=Qwen/Qwen2.5-7B POLICY_LOSS=ppo MAX_EPOCHS=4 bash examples/scripts/train_rlvr_math_qwen2.5.sh [flags]
@@ -20,6 +21,8 @@
 #                  file; empty = no validation                                [empty]
 #   SYSTEM_PROMPT  system message before every problem       [the paper's B.1 prompt for MODEL's size]
 #   DATA_DIR       where the chat-formatted prompt files are written once    [./data]
+#   NUM_NODES      nodes of the Ray cluster: the actor spans NUM_NODES x GPUS_PER_NODE GPUs, one vLLM
+#                  engine per GPU; batches unchanged                          [1]
 #   GPUS_PER_NODE  [8]   OUTPUT_ROOT [./runs]   PYTHON [python3]
 #   RUN_NAME       [rlvr_math_<model>_<POLICY_LOSS>_it<MAX_EPOCHS>_br<BATCH_RATIO>]; also the wandb run
 #                  name, hence the tensorboard folder OUTPUT_ROOT/RUN_NAME/tensorboard/RUN_NAME
@@ -36,6 +39,7 @@ BATCH_RATIO="${BATCH_RATIO:-1}"
 MATH_TRAIN="${MATH_TRAIN:-DigitalLearningGmbH/MATH-lighteval}"
 MATH_EVAL="${MATH_EVAL:-}"
 DATA_DIR="${DATA_DIR:-./data}"
+NUM_NODES="${NUM_NODES:-1}"
 GPUS_PER_NODE="${GPUS_PER_NODE:-8}"
 PYTHON="${PYTHON:-python3}"
 
@@ -78,9 +82,9 @@ TRAIN_FILE="$(prompt_file "${MATH_TRAIN}" train)"
 REWARD_FILE="$("${PYTHON}" -c 'import importlib.util as u; print(u.find_spec("openrlhf_cfpo.rewards.math_reward").origin)')"
 
 ARGS=(
-   --actor.num_nodes 1
+   --actor.num_nodes "${NUM_NODES}"
    --actor.num_gpus_per_node "${GPUS_PER_NODE}"
-   --vllm.num_engines "${GPUS_PER_NODE}"
+   --vllm.num_engines "$((NUM_NODES * GPUS_PER_NODE))"
    --vllm.tensor_parallel_size 1
    --vllm.gpu_memory_utilization 0.6
    --vllm.sync_backend nccl

@@ -69,7 +69,57 @@ def flatten_namespace(namespace: SimpleNamespace, prefix: str = "") -> Dict[str,
 
 # Sizes OpenRLHF divides by (its last post-parse check) or multiplies into actor counts.
 POSITIVE_SIZES = ("rollout.batch_size", "rollout.micro_batch_size", "train.batch_size", "train.micro_batch_size",
-                  "ds.ring_attn_size", "ds.tensor_parallel_size", "actor.num_nodes", "actor.num_gpus_per_node")
+                  "ds.ring_attn_size", "ds.tensor_parallel_size", "actor.num_nodes", "actor.num_gpus_per_node",
+                  "vllm.tensor_parallel_size")
+
+
+def check_gpu_layout(args: SimpleNamespace) -> None:
+    """Raise CommandLineError for a GPU layout OpenRLHF 0.11.2 rejects only once Ray has allocated the
+    GPUs (its ``train``), or never (DeepSpeed fails later): the multi-node line of a recipe is checked
+    on a login node.
+
+    - the actor's ``num_nodes × num_gpus_per_node`` GPUs are split into groups of
+      ``ds.ring_attn_size × ds.tensor_parallel_size``; the number of groups is the data-parallel size,
+      which must divide ``train.batch_size``;
+    - with ``--train.colocate_all`` (the hybrid engine) the vLLM engines fill exactly the actor's GPUs:
+      ``vllm.num_engines × vllm.tensor_parallel_size`` = actor GPUs, and the reference model (when
+      the KL coefficient is > 0) and a reward model share the actor's placement group, so they need
+      the actor's GPUs (the reference model exactly the actor's layout, a reward model at most as many).
+    """
+    actor_gpus = args.actor.num_nodes * args.actor.num_gpus_per_node
+    layout = f"--actor.num_nodes {args.actor.num_nodes} x --actor.num_gpus_per_node {args.actor.num_gpus_per_node}"
+    group = args.ds.ring_attn_size * args.ds.tensor_parallel_size
+    if actor_gpus % group:
+        raise CommandLineError(f"{layout} = {actor_gpus} GPUs do not split into groups of --ds.ring_attn_size x "
+                               f"--ds.tensor_parallel_size = {group}; choose nodes and GPUs per node whose product "
+                               f"{group} divides")
+    data_parallel = actor_gpus // group
+    if args.train.batch_size % data_parallel:
+        raise CommandLineError(f"--train.batch_size {args.train.batch_size} is not divisible by the data-parallel size "
+                               f"{data_parallel} ({layout} GPUs / {group}); use a node and GPU count whose data-parallel "
+                               f"size divides it (the recipes keep the paper's batch: change NUM_NODES or GPUS_PER_NODE)")
+    colocated = args.train.colocate_all and not args.train.async_enable
+    engines, vllm_tp = args.vllm.num_engines or 0, args.vllm.tensor_parallel_size
+    if colocated and engines > 0:
+        if actor_gpus % vllm_tp:
+            raise CommandLineError(f"{layout} = {actor_gpus} GPUs are not divisible by --vllm.tensor_parallel_size "
+                                   f"{vllm_tp}; with --train.colocate_all every GPU hosts one vLLM shard: choose a GPU "
+                                   f"count divisible by {vllm_tp} or another tensor-parallel size")
+        if engines * vllm_tp != actor_gpus:
+            raise CommandLineError(f"--vllm.num_engines {engines} x --vllm.tensor_parallel_size {vllm_tp} != {layout} "
+                                   f"= {actor_gpus} GPUs; with --train.colocate_all pass --vllm.num_engines "
+                                   f"{actor_gpus // vllm_tp}")
+    ref, reward = args.ref, args.reward
+    if ((args.train.colocate_all or args.train.colocate_actor_ref) and args.algo.kl.init_coef > 0
+            and (ref.num_nodes, ref.num_gpus_per_node) != (args.actor.num_nodes, args.actor.num_gpus_per_node)):
+        raise CommandLineError(f"--ref.num_nodes {ref.num_nodes} x --ref.num_gpus_per_node {ref.num_gpus_per_node} "
+                               f"differs from {layout}; the colocated reference model shares the actor's GPUs: pass "
+                               f"the actor's values")
+    if (args.train.colocate_all and reward.model_name_or_path and not reward.remote_url
+            and reward.num_nodes * reward.num_gpus_per_node > actor_gpus):
+        raise CommandLineError(f"--reward.num_nodes {reward.num_nodes} x --reward.num_gpus_per_node "
+                               f"{reward.num_gpus_per_node} is more than {layout} = {actor_gpus} GPUs; the colocated "
+                               f"reward model is placed on the actor's GPUs: pass the actor's values")
 
 
 def validate_launch_arguments(args: SimpleNamespace) -> None:
@@ -77,7 +127,8 @@ def validate_launch_arguments(args: SimpleNamespace) -> None:
 
     Runs before OpenRLHF's own post-parse checks. Beyond CFPO's settings (dual-clip, ε ≤ 0) it
     checks what OpenRLHF 0.11.2 leaves to the GPU phase or fails on with an AttributeError or a
-    ZeroDivisionError: a policy, a reward source and prompts are given, and sizes are ≥ 1.
+    ZeroDivisionError: a policy, a reward source and prompts are given, sizes are ≥ 1, and the GPU
+    layout is one OpenRLHF can place (``check_gpu_layout``).
     """
     from openrlhf_cfpo.openrlhf_patch import check_cfpo_settings
 
@@ -95,6 +146,7 @@ def validate_launch_arguments(args: SimpleNamespace) -> None:
         value = getattr(getattr(args, group), key)
         if value < 1:
             raise CommandLineError(f"--{name} must be at least 1; got {value}")
+    check_gpu_layout(args)
     if args.actor.policy_loss_type != "cfpo":
         return
     eps_low, eps_high = args.actor.eps_clip_low_high or (args.actor.eps_clip, args.actor.eps_clip)
