@@ -71,6 +71,9 @@ def test_quick_sweep_writes_every_output(quick_run):
     assert len(start_rows) == len(SEEDS) and all("(30.0%)" in row for row in start_rows)  # each seed's start
     assert report.count("| + PPO-clip-iteration ") == 5 and report.count("| + CFPO-iteration ") == 5
     assert "| Warm-up policy (start) |" in report and "Verdict, paired over 3 seed(s)" in report
+    for row in summary["paired"]:  # a precision line per iteration count, with the interval's half-width
+        assert f"- iterations {row['iterations']}, batch ratio 1: 3 seed(s), half-width ±" \
+               f"{100 * (row['diff_ci'][1] - row['diff_mean']):.1f} points" in report
     for name in FIGURES:
         assert (quick_run / "figures" / name).read_bytes().startswith(PNG_MAGIC)
         assert f"figures/{name}" in report
