@@ -137,7 +137,7 @@ QUICK = dict(
 
 
 def quick(config: LabConfig) -> LabConfig:
-    """``config`` with the tiny `--quick` settings."""
+    """``config`` with the tiny `--quick` settings (three seeds among them: they replace ``config.seeds``)."""
     return replace(config, **QUICK)
 
 

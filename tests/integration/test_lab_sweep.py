@@ -4,6 +4,7 @@ bytes whatever the number of workers, resume, progress, bad input."""
 import json
 import logging
 import shutil
+from dataclasses import replace
 
 import pytest
 
@@ -148,7 +149,7 @@ def test_killed_sweep_resumes_without_recomputing_finished_cells(quick_run, quic
 
 
 def test_progress_bar_shows_cells_and_time_left(quick_lab, tmp_path, capsys):
-    config = quick(LabConfig(objectives=("cfpo",), iterations_list=(1, 2), seeds=(0,)))
+    config = replace(quick(LabConfig()), objectives=("cfpo",), iterations_list=(1, 2), seeds=(0,))
     sweep.run_sweep(config, tmp_path / "out", quick_lab.cache, show_progress=True)
     bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
     assert bar.startswith("lab: 100%|") and "2/2 cells" in bar and "<00:00]" in bar
