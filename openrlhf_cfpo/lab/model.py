@@ -58,9 +58,20 @@ def sample(
 def response_log_probs(
     model: LlamaForCausalLM, prompts: torch.Tensor, responses: torch.Tensor
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per-token log π(response token) and policy entropy, both (n, response_length), with grad."""
-    sequences = torch.cat([prompts, responses], dim=1)
-    logits = model(input_ids=sequences).logits[:, prompts.shape[1] - 1 : -1, :].float()
+    """Per-token log π(response token) and policy entropy, both (n, response_length), with grad.
+
+    The rows of a rollout batch share their prompts (G responses each), so each distinct prompt is
+    encoded once and its keys/values are gathered for its rows; the responses then cost one position
+    per token. Same numbers as one pass over the concatenated sequences, up to float summation order
+    (tested), at 16 x 7 + 128 x 3 instead of 128 x 11 positions for the default rollout batch.
+    """
+    unique, row_prompt = torch.unique(prompts, dim=0, return_inverse=True)
+    encoded = model(input_ids=unique, use_cache=True)
+    cache = encoded.past_key_values
+    cache.reorder_cache(row_prompt)  # differentiable gather: a prompt's gradient sums over its rows
+    first = encoded.logits[row_prompt, -1:, :]  # predicts each response's first token
+    rest = model(input_ids=responses[:, :-1], past_key_values=cache, use_cache=True).logits
+    logits = torch.cat([first, rest], dim=1).float()
     log_softmax = logits.log_softmax(dim=-1)
     log_probs = log_softmax.gather(-1, responses[..., None]).squeeze(-1)
     entropy = -(log_softmax.exp() * log_softmax).sum(dim=-1)

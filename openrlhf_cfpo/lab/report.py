@@ -1,8 +1,8 @@
 """What a lab sweep leaves behind: summary.json, report.md and figures/ (via openrlhf_cfpo.reporting).
 
-- ``cells``: per (objective, iterations, batch ratio, seed): final and peak held-out accuracy,
-  final reward and entropy (means over the last tenth of the steps), max clip ratio, wall time and
-  a collapse flag (``COLLAPSE_RULE``);
+- ``cells``: per (objective, iterations, batch ratio, seed): final held-out accuracy, reward and
+  entropy (means over the last tenth of the steps, ``FINAL_WINDOW``), peak held-out accuracy, max
+  clip ratio and a collapse flag (``COLLAPSE_RULE``);
 - ``aggregate``: per (objective, iterations, batch ratio): mean and t-interval over seeds of the
   final accuracy, final entropy and max clip ratio;
 - ``paired``: per (iterations, batch ratio): CFPO minus PPO-clip final accuracy, seed by seed (both
@@ -31,20 +31,30 @@ COLLAPSE_RULE = (
     f"collapsed = final held-out accuracy < {COLLAPSE_FRACTION} x the best held-out accuracy of the run "
     "(warm-up policy included)"
 )
+# The final accuracy, reward and entropy of a cell average its last steps: a single step's held-out
+# accuracy moves by several points from one update to the next, noise that the paired interval
+# over seeds would otherwise carry (at 100 steps: the mean of steps 91-100).
+FINAL_WINDOW = "final_accuracy, final_reward and final_entropy average the last tenth of the steps (at least one)"
 FIGURE1_EPS = 0.2
 DYNAMICS_METRICS = ("reward_mean", "accuracy", "clip_ratio", "entropy", "policy_kl")
 AGGREGATED = ("final_accuracy", "final_entropy", "max_clip_ratio")
 OBJECTIVE_NAMES = {"ppo": "PPO-clip", "cfpo": "CFPO"}
+# A paired interval that contains 0 and lies inside ± this margin says the objectives end within
+# this many points of each other: equivalence, not just a failure to tell them apart.
+EQUIVALENCE_MARGIN = 0.05
 VERDICTS = {
     "ahead": "the interval lies above 0",
     "behind": "the interval lies below 0",
-    "indistinguishable": "the interval contains 0",
+    "equivalent": f"the interval contains 0 and lies inside ±{100 * EQUIVALENCE_MARGIN:.0f} points",
+    "indistinguishable": "the interval contains 0 and reaches beyond "
+                         f"±{100 * EQUIVALENCE_MARGIN:.0f} points",
     "identical": "every seed's difference is exactly 0",
     "one seed": "no interval from a single seed",
 }
 
 
 def _last_window_mean(history: List[Dict], key: str) -> float:
+    """The mean of ``key`` over the last tenth of ``history`` (at least one step): ``FINAL_WINDOW``."""
     window = history[-max(1, len(history) // 10):]
     return sum(line[key] for line in window) / len(window)
 
@@ -55,6 +65,7 @@ def summarize_cell(history: List[Dict], initial_accuracy: float) -> Dict:
     peak_index = max(range(len(accuracies)), key=accuracies.__getitem__)
     best = max(initial_accuracy, accuracies[peak_index])
     first = history[0]
+    final_accuracy = _last_window_mean(history, "accuracy")
     return {
         "objective": first["objective"],
         "iterations": first["iterations"],
@@ -62,14 +73,15 @@ def summarize_cell(history: List[Dict], initial_accuracy: float) -> Dict:
         "seed": first["seed"],
         "steps": len(history),
         "initial_accuracy": initial_accuracy,
-        "final_accuracy": accuracies[-1],
+        "final_accuracy": final_accuracy,
+        "last_step_accuracy": accuracies[-1],
         "peak_accuracy": accuracies[peak_index],
         "peak_step": history[peak_index]["step"],
         "final_reward": _last_window_mean(history, "reward_mean"),
         "final_entropy": _last_window_mean(history, "entropy"),
         "max_clip_ratio": max(line["clip_ratio"] for line in history),
         "max_ratio": max(line["ratio_max"] for line in history),
-        "collapsed": accuracies[-1] < COLLAPSE_FRACTION * best,
+        "collapsed": final_accuracy < COLLAPSE_FRACTION * best,
     }
 
 
@@ -102,12 +114,18 @@ def verdict(diffs: Sequence[float], interval) -> str:
         return "identical"
     if interval is None:
         return "one seed"
-    return "ahead" if interval[0] > 0 else "behind" if interval[1] < 0 else "indistinguishable"
+    if interval[0] > 0:
+        return "ahead"
+    if interval[1] < 0:
+        return "behind"
+    inside = -EQUIVALENCE_MARGIN <= interval[0] and interval[1] <= EQUIVALENCE_MARGIN
+    return "equivalent" if inside else "indistinguishable"
 
 
 def paired(cells: Sequence[Dict]) -> List[Dict]:
     """Per (iterations, batch ratio): CFPO minus PPO-clip final held-out accuracy over the seeds that
-    ran both, with mean, t-interval, the number of seeds where CFPO ends higher, and the verdict."""
+    ran both, with mean, t-interval and its half-width, the number of seeds where CFPO ends higher,
+    and the verdict."""
     rows = []
     for (iterations, batch_ratio), group in _groups(cells, ("iterations", "batch_ratio")).items():
         by_objective = {name: {c["seed"]: c["final_accuracy"] for c in group if c["objective"] == name}
@@ -120,6 +138,7 @@ def paired(cells: Sequence[Dict]) -> List[Dict]:
         rows.append({
             "iterations": iterations, "batch_ratio": batch_ratio, "n_seeds": len(seeds), "seeds": seeds,
             "diffs": diffs, "diff_mean": mean, "diff_ci": None if interval is None else list(interval),
+            "half_width": None if interval is None else interval[1] - mean,
             "cfpo_ahead": sum(d > 0 for d in diffs), "verdict": verdict(diffs, interval),
         })
     return rows
@@ -273,8 +292,12 @@ def verdict_paragraph(summary: Dict) -> str:
     for batch_ratio in dict.fromkeys(p["batch_ratio"] for p in summary["paired"]):
         rows = [p for p in summary["paired"] if p["batch_ratio"] == batch_ratio]
         parts = []
+        margin = f"{100 * EQUIVALENCE_MARGIN:.0f}"
         for key, text in (("ahead", "CFPO ends ahead at iterations"), ("behind", "CFPO ends behind at iterations"),
-                          ("indistinguishable", "indistinguishable (the interval contains 0) at iterations")):
+                          ("equivalent", f"equivalent within {margin} points (the interval contains 0 and lies "
+                                         f"inside ±{margin}) at iterations"),
+                          ("indistinguishable", f"indistinguishable (the interval contains 0 but reaches beyond "
+                                                f"±{margin}: more seeds needed) at iterations")):
             chosen = [p for p in rows if p["verdict"] == key]
             if chosen:
                 parts.append(text + " " + ", ".join(
@@ -298,6 +321,26 @@ def verdict_paragraph(summary: Dict) -> str:
     return " ".join(sentences)
 
 
+PRECISION_DEFINITION = (
+    "half-width of the paired 95% interval; the smallest difference this run could detect is that half-width: "
+    "with the same spread over seeds, a mean difference at least that large would give an interval excluding 0"
+)
+
+
+def precision_lines(summary: Dict) -> List[str]:
+    """One line per paired (iterations, batch ratio): the interval's half-width, the seeds behind it,
+    and so the smallest difference the run could detect (``PRECISION_DEFINITION``)."""
+    lines = []
+    for p in summary["paired"]:
+        head = f"- iterations {p['iterations']}, batch ratio {p['batch_ratio']}: {p['n_seeds']} seed(s), "
+        if p["half_width"] is None:
+            lines.append(head + "no interval (one seed), so no difference is detectable")
+        else:
+            lines.append(head + f"half-width ±{100 * p['half_width']:.1f} points, so the smallest detectable "
+                                f"difference is {100 * p['half_width']:.1f} points")
+    return lines
+
+
 def results_markdown(summary: Dict, batch_ratios: Sequence[int]) -> str:
     """The tables and the verdict: report.md's core, also what `openrlhf-cfpo lab` prints."""
     parts = []
@@ -305,7 +348,8 @@ def results_markdown(summary: Dict, batch_ratios: Sequence[int]) -> str:
         if len(batch_ratios) > 1:
             parts.append(f"Batch ratio {batch_ratio}:\n")
         parts += [results_table(summary, batch_ratio), ""]
-    parts += [paired_table(summary), "", verdict_paragraph(summary)]
+    parts += [paired_table(summary), "", f"Precision ({PRECISION_DEFINITION}):", "", *precision_lines(summary), "",
+              verdict_paragraph(summary)]
     return "\n".join(parts)
 
 
@@ -336,7 +380,7 @@ def write_outputs(
     summary = {
         "interval_method": INTERVAL_METHOD,
         "collapse_rule": COLLAPSE_RULE,
-        "final_window": "final_reward and final_entropy average the last tenth of the steps (at least one)",
+        "final_window": FINAL_WINDOW,
         "eval_size": config.eval_size,
         "warmup": [
             {key: w[key] for key in ("seed", "key", "steps", "final_loss", "target_accuracy", "probe_accuracy",

@@ -13,7 +13,7 @@ from openrlhf_cfpo import objectives
 from openrlhf_cfpo.lab import warmup
 from openrlhf_cfpo.lab.config import CellConfig, LabConfig, quick
 from openrlhf_cfpo.lab.loop import train_cell
-from openrlhf_cfpo.lab.model import greedy_accuracy, sample
+from openrlhf_cfpo.lab.model import greedy_accuracy, response_log_probs, sample
 from openrlhf_cfpo.lab.task import AdditionTask
 from openrlhf_cfpo.lab.warmup import warm_start
 
@@ -138,11 +138,44 @@ def test_kv_cached_group_sampling_draws_what_full_recomputation_draws(warm):
     assert cached.shape == (24, task.max_new_tokens) and len(set(map(tuple, cached.tolist()))) > 1
 
 
+def _full_sequence_log_probs(model, prompts, responses):
+    """The reference that ``response_log_probs`` replaces: one pass over prompt + response per row."""
+    logits = model(input_ids=torch.cat([prompts, responses], dim=1)).logits[:, prompts.shape[1] - 1 : -1, :].float()
+    log_softmax = logits.log_softmax(dim=-1)
+    return log_softmax.gather(-1, responses[..., None]).squeeze(-1), -(log_softmax.exp() * log_softmax).sum(dim=-1)
+
+
+@pytest.mark.parametrize("rows", ["groups", "shuffled part"])
+def test_shared_prompt_log_probs_and_gradients_equal_the_full_sequence_pass(warm, rows):
+    """Each prompt encoded once for its group gives the full pass's log-probs, entropies and gradients,
+    up to float summation order (other matmul shapes): 1e-5 relative, far below one AdamW step."""
+    policy, task = warm
+    problems = task.sample(6, torch.Generator().manual_seed(3))
+    responses = sample(policy, problems.prompts, 4, task.max_new_tokens, torch.Generator().manual_seed(4))
+    prompts = problems.prompts.repeat_interleave(4, dim=0)
+    if rows == "shuffled part":  # a mini-batch: some groups split, rows in random order
+        pick = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(5))[:10]
+        prompts, responses = prompts[pick], responses[pick]
+    results = []
+    for function in (response_log_probs, _full_sequence_log_probs):
+        model = copy.deepcopy(policy)
+        log_probs, entropy = function(model, prompts, responses)
+        (log_probs.sum() + entropy.sum()).backward()
+        results.append((log_probs.detach(), entropy.detach(), [p.grad for p in model.parameters()]))
+    (shared_lp, shared_ent, shared_grads), (full_lp, full_ent, full_grads) = results
+    torch.testing.assert_close(shared_lp, full_lp, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(shared_ent, full_ent, rtol=1e-5, atol=1e-6)
+    for shared, full in zip(shared_grads, full_grads):
+        torch.testing.assert_close(shared, full, rtol=1e-4, atol=1e-5)
+    assert any(g.abs().max() > 1e-3 for g in full_grads)  # gradients that could differ
+
+
 @pytest.mark.parametrize("iterations, batch_ratio", [(2, 1), (1, 4), (3, 2)])
 def test_a_step_makes_no_forward_pass_it_does_not_need(warm, iterations, batch_ratio):
-    """Per step: sampling (one pass per new token, the prompt once per group), one pass per update,
-    one for log π_old of the first pass's later mini-batches (the first update's own pass gives its
-    rows), one teacher-forced pass for held-out accuracy."""
+    """Per step: sampling (one pass per new token, the prompt once per group), one log-prob pass per
+    update, one for log π_old of the first pass's later mini-batches (the first update's own pass
+    gives its rows), one teacher-forced pass for held-out accuracy. A log-prob pass is two calls: the
+    mini-batch's distinct prompts once, then its responses (all but the last token) on their keys/values."""
     policy, task = warm
     model, calls = copy.deepcopy(policy), []
     model.register_forward_pre_hook(lambda module, args, kwargs: calls.append(kwargs["input_ids"].shape),
@@ -151,11 +184,18 @@ def test_a_step_makes_no_forward_pass_it_does_not_need(warm, iterations, batch_r
     train_cell(config, CellConfig("cfpo", iterations, batch_ratio, 0), model, task)
     n = config.prompts_per_step * config.group_size
     expected = [(config.prompts_per_step, task.prompt_length)] + [(n, 1)] * (task.max_new_tokens - 1)
-    if batch_ratio > 1:
-        expected.append((n - n // batch_ratio, task.prompt_length + task.max_new_tokens))
-    expected += [(n // batch_ratio, task.prompt_length + task.max_new_tokens)] * (iterations * batch_ratio)
+    passes = [n - n // batch_ratio] if batch_ratio > 1 else []
+    passes += [n // batch_ratio] * (iterations * batch_ratio)
+    for rows in passes:
+        expected += [("distinct prompts", task.prompt_length), (rows, task.max_new_tokens - 1)]
     expected.append((CONFIG.eval_size, task.prompt_length + task.max_new_tokens))
-    assert [tuple(shape) for shape in calls] == expected
+    shapes = [tuple(shape) for shape in calls]
+    assert len(shapes) == len(expected)
+    for (rows, length), (want_rows, want_length) in zip(shapes, expected):
+        if want_rows == "distinct prompts":  # at most one row per prompt of the step
+            assert 1 <= rows <= config.prompts_per_step and length == want_length
+        else:
+            assert (rows, length) == (want_rows, want_length)
 
 
 def _scripted_warmup(monkeypatch, task, probes, **constants):

@@ -4,6 +4,7 @@ bytes whatever the number of workers, resume, progress, bad input."""
 import json
 import logging
 import shutil
+from dataclasses import replace
 
 import pytest
 
@@ -71,6 +72,9 @@ def test_quick_sweep_writes_every_output(quick_run):
     assert len(start_rows) == len(SEEDS) and all("(30.0%)" in row for row in start_rows)  # each seed's start
     assert report.count("| + PPO-clip-iteration ") == 5 and report.count("| + CFPO-iteration ") == 5
     assert "| Warm-up policy (start) |" in report and "Verdict, paired over 3 seed(s)" in report
+    for row in summary["paired"]:  # a precision line per iteration count, with the interval's half-width
+        assert f"- iterations {row['iterations']}, batch ratio 1: 3 seed(s), half-width ±" \
+               f"{100 * (row['diff_ci'][1] - row['diff_mean']):.1f} points" in report
     for name in FIGURES:
         assert (quick_run / "figures" / name).read_bytes().startswith(PNG_MAGIC)
         assert f"figures/{name}" in report
@@ -145,7 +149,7 @@ def test_killed_sweep_resumes_without_recomputing_finished_cells(quick_run, quic
 
 
 def test_progress_bar_shows_cells_and_time_left(quick_lab, tmp_path, capsys):
-    config = quick(LabConfig(objectives=("cfpo",), iterations_list=(1, 2), seeds=(0,)))
+    config = replace(quick(LabConfig()), objectives=("cfpo",), iterations_list=(1, 2), seeds=(0,))
     sweep.run_sweep(config, tmp_path / "out", quick_lab.cache, show_progress=True)
     bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
     assert bar.startswith("lab: 100%|") and "2/2 cells" in bar and "<00:00]" in bar

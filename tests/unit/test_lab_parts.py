@@ -10,7 +10,8 @@ import torch
 from openrlhf_cfpo.lab.config import LabConfig, quick, stream_seed, validate
 from openrlhf_cfpo.lab.loop import TokenWeightedMeans, compute_advantages
 from openrlhf_cfpo.lab.report import (
-    COLLAPSE_RULE, aggregate, objective_vs_ratio_series, paired, results_table, summarize_cell, verdict_paragraph,
+    COLLAPSE_RULE, EQUIVALENCE_MARGIN, FINAL_WINDOW, aggregate, objective_vs_ratio_series, paired, precision_lines,
+    results_table, summarize_cell, verdict_paragraph,
 )
 from openrlhf_cfpo.lab.task import EOS_ID, TOKEN_ID, AdditionTask, response_mask
 from openrlhf_cfpo.reporting.intervals import t_interval
@@ -219,9 +220,42 @@ def test_report_table_and_verdict_are_computed_from_the_numbers():
     text = verdict_paragraph(summary)
     assert "CFPO ends ahead at iterations 16 (+16.7 points, [+2.3, +31.0])" in text
     assert "CFPO ends behind at iterations 8 (-10.0 points" in text
-    assert "indistinguishable (the interval contains 0) at iterations 4 (-1.7 points" in text
+    assert "indistinguishable (the interval contains 0 but reaches beyond ±5: more seeds needed) at iterations 4 " \
+        "(-1.7 points" in text
     assert "no difference at iterations 1 (every seed's difference is exactly 0; with one iteration" in text
     assert "ppo-it16-br1-seed2" in text
+    # precision: one line per iteration count, the half-width in points and the seeds behind it
+    lines = {line.split(",")[0]: line for line in precision_lines(summary)}
+    half16 = t_interval([0.2, 0.1, 0.2])[1][1] - t_interval([0.2, 0.1, 0.2])[0]
+    assert lines["- iterations 16"] == (f"- iterations 16, batch ratio 1: 3 seed(s), half-width ±{100 * half16:.1f} "
+                                        f"points, so the smallest detectable difference is {100 * half16:.1f} points")
+    assert "half-width ±0.0 points" in lines["- iterations 1"]
+    one_seed = {**summary, "paired": paired(_cells({("ppo", 2, 0): 0.3, ("cfpo", 2, 0): 0.4}))}
+    assert precision_lines(one_seed) == ["- iterations 2, batch ratio 1: 1 seed(s), no interval (one seed), so no "
+                                         "difference is detectable"]
+
+
+def test_equivalent_verdict_needs_an_interval_inside_the_margin_around_zero():
+    close = _cells({("ppo", 2, s): 0.40 for s in range(4)} | {
+        ("cfpo", 2, 0): 0.41, ("cfpo", 2, 1): 0.39, ("cfpo", 2, 2): 0.40, ("cfpo", 2, 3): 0.405})
+    (row,) = paired(close)
+    assert row["diff_ci"][0] < 0 < row["diff_ci"][1] and row["half_width"] < EQUIVALENCE_MARGIN
+    assert row["verdict"] == "equivalent"
+    summary = {"cells": close, "paired": [row]}
+    assert "equivalent within 5 points (the interval contains 0 and lies inside ±5) at iterations 2" in \
+        verdict_paragraph(summary)
+    # the same mean with a wider spread reaches past the margin: not enough seeds to call it equivalent
+    wide = _cells({("ppo", 2, s): 0.40 for s in range(4)} | {
+        ("cfpo", 2, 0): 0.45, ("cfpo", 2, 1): 0.35, ("cfpo", 2, 2): 0.40, ("cfpo", 2, 3): 0.42})
+    assert paired(wide)[0]["verdict"] == "indistinguishable"
+
+
+def test_final_accuracy_averages_the_last_tenth_of_the_steps():
+    accuracies = [0.3] * 80 + [0.5] * 10 + [0.4 + 0.01 * i for i in range(10)]
+    cell = summarize_cell(_history("cfpo", 4, accuracies), initial_accuracy=0.3)
+    assert cell["final_accuracy"] == pytest.approx(sum(0.4 + 0.01 * i for i in range(10)) / 10)
+    assert cell["last_step_accuracy"] == pytest.approx(0.49) and cell["peak_accuracy"] == 0.5
+    assert "last tenth" in FINAL_WINDOW
 
 
 def test_cli_defaults_are_labconfigs_and_flags_override_them():
