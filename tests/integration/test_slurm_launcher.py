@@ -28,15 +28,22 @@ RECIPE = REPO / "examples" / "scripts" / "train_rlhf_llama3_8b.sh"
 NODES = ["gpu-a1", "gpu-a2", "gpu-b7"]
 SEP = "\x1f"
 
-RECORD = f'printf "%s{SEP}" "$(basename "$0")" "$$" "$@" >> "$REC_DIR/calls"; echo >> "$REC_DIR/calls"\n'
+# One write per call: the recorders of concurrent sruns append to the same log.
+RECORD = f'record=$(printf "%s{SEP}" "$(basename "$0")" "$$" "$@"); printf "%s\\n" "$record" >> "$REC_DIR/calls"\n'
 RECORDERS = {
     "scontrol": RECORD + 'printf "%s\\n" $FAKE_NODES\n',
-    # srun [--options] command...: run the command, as Slurm does on the node it picked.
-    "srun": RECORD + 'while [[ "$1" == --* ]]; do shift; done\nexec "$@"\n',
+    # srun [--options] command...: run the command, as Slurm does on the node it picked (its name in
+    # SLURMD_NODENAME, as Slurm sets it for a task).
+    "srun": RECORD + """while [[ "$1" == --* ]]; do
+   [[ "$1" == --nodelist=* ]] && export SLURMD_NODENAME="${1#--nodelist=}"
+   shift
+done
+exec "$@"
+""",
     # apptainer exec --nv --bind M --pwd P IMAGE command...
     "apptainer": RECORD + 'shift 7\nexec "$@"\n',
     "ray": RECORD + """case "$1 ${*: -1}" in
-   "start --block") [[ "$*" == *"$FAIL_NODE"* && -n "$FAIL_NODE" ]] && exit 1
+   "start --block") [[ -n "$FAIL_NODE" && "${SLURMD_NODENAME:-}" == "$FAIL_NODE" ]] && exit 1
                     echo >> "$REC_DIR/started"; exec sleep 300 ;;
    status*) echo "Active:"; while read -r _; do echo " 1 node_$RANDOM"; done < "$REC_DIR/started" ;;
    job*) [[ -n "${JOB_SECONDS:-}" ]] && exec sleep "$JOB_SECONDS"; echo "job logs: training done" ;;
@@ -154,9 +161,9 @@ def test_scancel_stops_ray_on_every_node(slurm):
 
 def test_a_node_that_does_not_join_is_one_line_and_ray_still_stops(slurm):
     run, calls = slurm
-    code, _, err = run(str(RECIPE), FAIL_NODE=NODES[2], JOIN_TIMEOUT="0")
-    assert code == 2
-    assert "only 2 of 3 nodes joined the Ray cluster in 0 s" in err and "docs/cluster.md" in err
+    code, _, err = run(str(RECIPE), FAIL_NODE=NODES[2], JOIN_TIMEOUT="4")
+    assert code == 2, err
+    assert "only 2 of 3 nodes joined the Ray cluster in 4 s" in err and "docs/cluster.md" in err
     log = calls()
     assert ray_calls(log, "stop") and not ray_calls(log, "job", "submit")
     assert_nothing_left_running(log)
