@@ -45,7 +45,7 @@ TEST_DATA := alpaca_eval,arena_hard,mt_bench,ifeval,openllm,math500,gsm8k,aime24
 data: $(STAMP)
 	$(PY) -m openrlhf_cfpo.cli data fetch --benchmarks $(TEST_DATA)
 
-# The CPU lab with its defaults: 3 seeds x ppo,cfpo x iterations 1,2,4,8,16, one worker process per CPU,
+# The CPU lab with its defaults: 10 seeds x ppo,cfpo x iterations 1,2,4,8,16, one worker process per CPU,
 # into runs/lab/<timestamp> (docs/lab.md).
 demo: $(STAMP)
 	$(PY) -m openrlhf_cfpo.cli lab

@@ -28,7 +28,7 @@ def add_arguments(parser) -> None:
     add("--objectives", help="comma-separated objectives from openrlhf_cfpo.objectives [ppo,cfpo]")
     add("--iterations", help="comma-separated sample-reuse counts, passes over each rollout batch [1,2,4,8,16]")
     add("--batch-ratio", help="comma-separated mini-batch updates per pass: rollout batch / mini-batch size [1]")
-    add("--seeds", help="comma-separated seeds, a run per cell each (init, data, sampling, order) [0,1,2,3,4,5,6,7]")
+    add("--seeds", help="comma-separated seeds, a run per cell each (init, data, order) [0,1,2,3,4,5,6,7,8,9]")
     add("--workers", help="processes running cells, one torch thread each [the CPU count]")
     add("--advantage", help="group_norm (eq. 9) or rloo (eq. 10) [group_norm]")
     add("--steps", type=int, help="RL steps per cell [100; 3 with --quick]")
