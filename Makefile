@@ -41,7 +41,7 @@ test: $(STAMP) $(STAMP_VERL)
 # The full benchmark files the data tests read, from their canonical sources into the download cache
 # ($OPENRLHF_CFPO_DATA_CACHE, default ~/.cache/openrlhf_cfpo/benchmarks), and NLTK's punkt_tab into
 # ~/nltk_data; GPQA (gated) is not among them; the Llama-3 tokenizer (gated) needs HF_TOKEN. Offline nodes: docs/evaluation.md, "Offline compute nodes".
-TEST_DATA := alpaca_eval,arena_hard,mt_bench,ifeval,openllm,math500,gsm8k,aime24,math_train,tokenizers.qwen3,tokenizers.llama3
+TEST_DATA := alpaca_eval,arena_hard,mt_bench,ifeval,ifeval.reference_gpt4,openllm,math500,gsm8k,aime24,math_train,tokenizers.qwen3,tokenizers.llama3
 data: $(STAMP)
 	$(PY) -m openrlhf_cfpo.cli data fetch --benchmarks $(TEST_DATA)
 
