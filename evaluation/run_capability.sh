@@ -5,7 +5,7 @@
 #   evaluation/run_capability.sh CHECKPOINT OUT_DIR [more `openrlhf-cfpo eval` flags]
 #
 # Data comes from the Hugging Face Hub through lm-eval (needs internet, or a filled HF cache);
-# pass --data-dir DIR for local copies laid out like ../shared/benchmarks.
+# pass --data-dir DIR for local copies (a folder filled by `openrlhf-cfpo data fetch --to DIR`).
 set -euo pipefail
 usage="usage: $0 CHECKPOINT OUT_DIR [flags]"
 MODEL=${1:?$usage}

@@ -1,7 +1,7 @@
 """The RLVR system prompts, one per model size, shared by the training recipes (OpenRLHF and TRL)
 and the reasoning evaluation, so that a model is evaluated with the prompt it was trained with.
 
-The texts are the paper's appendix B.1 (``../shared/paper/cfpo_paper.txt``, "System prompt used for
+The texts are the paper's appendix B.1 ("System prompt used for
 Qwen2.5-{1.5B,3B,7B} models"), verbatim: the paper's own wording ("designed to provided") is kept,
 and the backticks around ``\\boxed{Your Answer}`` in the text extraction are markdown, not prompt.
 "The same prompts are used for both base and instruct model variants."

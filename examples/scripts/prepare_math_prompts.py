@@ -6,7 +6,8 @@
         --system-prompt "$SYSTEM_PROMPT" --output data/math500.jsonl
 
 --source is a Hugging Face dataset id (its --split, default "train") or a local .jsonl/.json/.parquet
-file with the MATH fields "problem" and "solution" (e.g. ../shared/benchmarks/math_train/train.jsonl).
+file with the MATH fields "problem" and "solution" (e.g. math_train/train.jsonl of
+`openrlhf-cfpo data fetch --benchmarks math_train`).
 Each output line is {"prompt": [system message, user message = problem], "solution": solution}:
 train with ``--data.input_key prompt --data.apply_chat_template --data.label_key solution`` (and
 validate with ``--eval.dataset`` on such a file). OpenRLHF's prompt data has no system-prompt

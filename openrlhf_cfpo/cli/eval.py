@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        help="local benchmark files laid out like ../shared/benchmarks (default: download and cache)",
+        help="local benchmark files, as `openrlhf-cfpo data fetch --to DIR` lays them out "
+        "(default: download and cache)",
     )
     parser.add_argument("--limit", type=int, help="only the first N items of each benchmark/task (smoke runs)")
     parser.add_argument(
@@ -96,7 +97,8 @@ def resolve_config(args: argparse.Namespace) -> Dict[str, Any]:
             raise ValueError(f"{flag} must be a positive integer, got {value}")
     if args.data_dir is not None and not args.data_dir.is_dir():
         raise ValueError(
-            f"--data-dir {args.data_dir} is not a folder: point it at a copy laid out like ../shared/benchmarks"
+            f"--data-dir {args.data_dir} is not a folder: point it at a folder filled by "
+            "`openrlhf-cfpo data fetch --to DIR`"
         )
     judge_model, judge_models = _judge_models(args.judge_model)
     model_name = args.model_name or (Path(args.model).name if args.model else args.responses.stem)

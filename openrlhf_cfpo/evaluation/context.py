@@ -50,7 +50,7 @@ class JudgeSettings:
 @dataclass
 class EvalContext:
     out_dir: Path  # OUT; a benchmark writes into OUT/<NAME>/
-    data_dir: Optional[Path] = None  # laid out like ../shared/benchmarks; None = download and cache
+    data_dir: Optional[Path] = None  # as `openrlhf-cfpo data fetch` lays it out; None = download and cache
     limit: Optional[int] = None  # first N items, for smoke runs
     generator: Optional[ChatGenerator] = None  # None when scoring --responses
     responses: Optional[Path] = None  # answers in the benchmark's official format

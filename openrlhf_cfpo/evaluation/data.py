@@ -1,6 +1,6 @@
 """Benchmark files: a local copy under ``--data-dir``, else downloaded from the canonical source and cached.
 
-Every file has one place in a folder laid out like ../shared/benchmarks (``DataFile.relpath``).
+Every file has one place in a benchmark folder (``DataFile.relpath``), the layout `openrlhf-cfpo data fetch` writes.
 With ``--data-dir DIR`` the file is ``DIR/relpath`` and nothing is downloaded; without it the file is
 ``CACHE/relpath``, downloaded once from ``DataFile.url`` (atomic write). CACHE is
 ``$OPENRLHF_CFPO_DATA_CACHE`` or ``~/.cache/openrlhf_cfpo/benchmarks`` — itself a valid ``--data-dir``.
@@ -46,7 +46,7 @@ class SourceUnreachable(DataError):
 
 @dataclass(frozen=True)
 class DataFile:
-    relpath: str  # place under --data-dir / the cache, as in ../shared/benchmarks
+    relpath: str  # place under --data-dir / the cache
     url: str  # canonical source
     access: Optional[str] = None  # how to get access to a gated source (sent with $HF_TOKEN)
     convert: Optional[Callable[[bytes], str]] = None  # downloaded bytes -> file text in the local layout

@@ -155,7 +155,7 @@ def _winogrande(folder: Path) -> Splits:
     }
 
 
-# task -> its folder under --data-dir (laid out like ../shared/benchmarks)
+# task -> its folder under --data-dir
 LOCAL_FOLDERS = {
     "arc": "arc_challenge",
     "hellaswag": "hellaswag",
