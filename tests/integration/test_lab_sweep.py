@@ -1,5 +1,5 @@
 """`openrlhf-cfpo lab --quick` end to end: every output file, the statistics over seeds, the same
-bytes whatever the number of workers, resume, progress, bad input."""
+bytes whatever the number of workers or the other seeds, resume, progress, bad input."""
 
 import json
 import logging
@@ -117,6 +117,20 @@ def test_worker_count_does_not_change_a_byte(quick_run, tmp_path, capfd):
     for cell in CELLS:
         assert (out / "cells" / cell / "metrics.jsonl").read_bytes() == (
             quick_run / "cells" / cell / "metrics.jsonl").read_bytes()
+
+
+def test_a_seed_gives_the_same_bytes_whichever_seeds_run_beside_it(quick_run, tmp_path):
+    # seed 1 alone, its warm-up trained afresh, against seed 1 of the three-seed sweep
+    out = tmp_path / "seed1"
+    assert _lab("--seeds", "1", "--iterations", "1,16", "--workers", "1", "--out", out,
+                "--cache-dir", tmp_path / "cache") == 0
+    alone = json.loads((out / "summary.json").read_text())["cells"]
+    beside = [c for c in json.loads((quick_run / "summary.json").read_text())["cells"]
+              if c["seed"] == 1 and c["iterations"] in (1, 16)]
+    assert len(alone) == 4 and alone == beside
+    for cell in [f"{o}-it{k}-br1-seed1" for k in (1, 16) for o in ("ppo", "cfpo")]:
+        assert (out / "cells" / cell / "metrics.jsonl").read_bytes() == (
+            quick_run / "cells" / cell / "metrics.jsonl").read_bytes(), cell
 
 
 def test_killed_sweep_resumes_without_recomputing_finished_cells(quick_run, quick_lab, tmp_path, monkeypatch, caplog):
