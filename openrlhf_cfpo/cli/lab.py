@@ -37,7 +37,8 @@ def add_arguments(parser) -> None:
     add("--lr", type=float, help="RL learning rate [3e-4]")
     add("--quick", action="store_true", help="tiny model and few steps: a smoke run in well under a minute")
     add("--device", help="cpu or cuda [cpu]")
-    add("--threads", type=int, help="torch CPU threads; 1 gives the same numbers on any machine [1]")
+    add("--threads", type=int, help="torch CPU threads per worker; with 1, a cell's numbers depend only on its settings "
+        "and seed on one kind of CPU and torch build (another processor picks other float kernels: docs/lab.md) [1]")
     add("--out", type=Path, help="output folder; rerun with the same settings to resume [runs/lab/<timestamp>]")
     add("--cache-dir", type=Path,
         help="warm-up checkpoint cache [$XDG_CACHE_HOME/openrlhf-cfpo/lab or ~/.cache/openrlhf-cfpo/lab]")

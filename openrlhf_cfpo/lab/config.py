@@ -69,7 +69,8 @@ class LabConfig:
     device: str = "cpu"
     """torch device: "cpu" (deterministic for a seed) or "cuda\""""
     threads: int = 1
-    """torch CPU threads; 1 gives the same numbers on any machine and stays fast on busy shared cores"""
+    """torch CPU threads; with 1 a cell's numbers depend only on its settings and seed on one kind of CPU and torch
+    build (not across processors: docs/lab.md, Behaviour), and it stays fast on busy shared cores"""
 
     def cells(self) -> List["CellConfig"]:
         """Every cell in sweep order: batch ratio, then iterations, then seed, then objective."""

@@ -122,10 +122,32 @@ def verdict(diffs: Sequence[float], interval) -> str:
     return "equivalent" if inside else "indistinguishable"
 
 
+def undecided_between(interval) -> List[str]:
+    """For an "indistinguishable" interval (it contains 0 and reaches past the margin): the verdicts
+    it cannot tell apart, by the side(s) on which it reaches past ±``EQUIVALENCE_MARGIN``."""
+    above, below = interval[1] > EQUIVALENCE_MARGIN, interval[0] < -EQUIVALENCE_MARGIN
+    return (["ahead"] if above else []) + (["behind"] if below else []) + ["equivalent"]
+
+
+def fragile(verdict_key: str, interval) -> bool:
+    """Whether an "ahead", "behind" or "equivalent" verdict rests on an edge that lies within the
+    interval's own half-width of the boundary it clears (0, or the equivalence margin): an interval as
+    wide, shifted by its half-width — what another sample of seeds (or another processor) can give —
+    would read differently."""
+    if verdict_key not in ("ahead", "behind", "equivalent"):
+        return False
+    low, high = interval
+    half = (high - low) / 2
+    clearance = {"ahead": low, "behind": -high,
+                 "equivalent": min(EQUIVALENCE_MARGIN - high, low + EQUIVALENCE_MARGIN)}[verdict_key]
+    return clearance < half
+
+
 def paired(cells: Sequence[Dict]) -> List[Dict]:
     """Per (iterations, batch ratio): CFPO minus PPO-clip final held-out accuracy over the seeds that
     ran both, with mean, t-interval and its half-width, the number of seeds where CFPO ends higher,
-    and the verdict."""
+    the verdict, the verdicts an indistinguishable interval cannot tell apart (``undecided_between``)
+    and whether a decided verdict is ``fragile``."""
     rows = []
     for (iterations, batch_ratio), group in _groups(cells, ("iterations", "batch_ratio")).items():
         by_objective = {name: {c["seed"]: c["final_accuracy"] for c in group if c["objective"] == name}
@@ -135,11 +157,14 @@ def paired(cells: Sequence[Dict]) -> List[Dict]:
             continue
         diffs = [by_objective["cfpo"][s] - by_objective["ppo"][s] for s in seeds]
         mean, interval = t_interval(diffs)
+        key = verdict(diffs, interval)
         rows.append({
             "iterations": iterations, "batch_ratio": batch_ratio, "n_seeds": len(seeds), "seeds": seeds,
             "diffs": diffs, "diff_mean": mean, "diff_ci": None if interval is None else list(interval),
             "half_width": None if interval is None else interval[1] - mean,
-            "cfpo_ahead": sum(d > 0 for d in diffs), "verdict": verdict(diffs, interval),
+            "cfpo_ahead": sum(d > 0 for d in diffs), "verdict": key,
+            "undecided_between": undecided_between(interval) if key == "indistinguishable" else None,
+            "fragile": fragile(key, interval),
         })
     return rows
 
@@ -271,14 +296,36 @@ def results_table(summary: Dict, batch_ratio: int) -> str:
     return "\n".join(lines)
 
 
+def _verdict_cell(p: Dict) -> str:
+    if p["verdict"] == "indistinguishable":
+        return f"indistinguishable ({' or '.join(p['undecided_between'])})"
+    return p["verdict"] + (" (fragile)" if p.get("fragile") else "")
+
+
 def paired_table(summary: Dict) -> str:
     lines = ["| iterations | batch ratio | CFPO − PPO-clip, points (mean) | 95% interval | per seed | CFPO higher in "
              "| verdict |", "|---:|---:|---:|---:|---|---:|---|"]
     for p in summary["paired"]:
         per_seed = ", ".join(_points(d) for d in p["diffs"])
         lines.append(f"| {p['iterations']} | {p['batch_ratio']} | {_points(p['diff_mean'])} "
-                     f"| {_ci_points(p['diff_ci'])} | {per_seed} | {p['cfpo_ahead']}/{p['n_seeds']} | {p['verdict']} |")
+                     f"| {_ci_points(p['diff_ci'])} | {per_seed} | {p['cfpo_ahead']}/{p['n_seeds']} "
+                     f"| {_verdict_cell(p)} |")
     return "\n".join(lines)
+
+
+def _either(names: Sequence[str]) -> str:
+    quoted = [f'"{n}"' for n in names]
+    return " from ".join(quoted) if len(quoted) == 2 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+def _entry(p: Dict) -> str:
+    """One paired row in the verdict paragraph: iterations, mean, interval, and a fragile verdict's caveat."""
+    text = f"{p['iterations']} ({_points(p['diff_mean'])} points, {_ci_points(p['diff_ci'])}"
+    if p.get("fragile"):
+        boundary = "0" if p["verdict"] in ("ahead", "behind") else f"±{100 * EQUIVALENCE_MARGIN:.0f}"
+        text += (f"; fragile: an edge lies within one half-width (±{100 * p['half_width']:.1f}) of {boundary}, "
+                 "so another sample of seeds may read otherwise")
+    return text + ")"
 
 
 def verdict_paragraph(summary: Dict) -> str:
@@ -295,14 +342,19 @@ def verdict_paragraph(summary: Dict) -> str:
         margin = f"{100 * EQUIVALENCE_MARGIN:.0f}"
         for key, text in (("ahead", "CFPO ends ahead at iterations"), ("behind", "CFPO ends behind at iterations"),
                           ("equivalent", f"equivalent within {margin} points (the interval contains 0 and lies "
-                                         f"inside ±{margin}) at iterations"),
-                          ("indistinguishable", f"indistinguishable (the interval contains 0 but reaches beyond "
-                                                f"±{margin}: more seeds needed) at iterations")):
+                                         f"inside ±{margin}) at iterations")):
             chosen = [p for p in rows if p["verdict"] == key]
             if chosen:
-                parts.append(text + " " + ", ".join(
-                    f"{p['iterations']} ({_points(p['diff_mean'])} points, {_ci_points(p['diff_ci'])})"
-                    for p in chosen))
+                parts.append(text + " " + ", ".join(_entry(p) for p in chosen))
+        undecided: Dict[Tuple[str, ...], List[Dict]] = {}
+        for p in rows:
+            if p["verdict"] == "indistinguishable":
+                undecided.setdefault(tuple(p["undecided_between"]), []).append(p)
+        for between, chosen in undecided.items():
+            parts.append(f"indistinguishable: the interval contains 0 and reaches past ±{margin} "
+                         f"{'on both sides' if len(between) == 3 else 'above' if between[0] == 'ahead' else 'below'}"
+                         f", so it cannot tell {_either(between)} apart (more seeds needed) at iterations "
+                         + ", ".join(_entry(p) for p in chosen))
         identical = [p for p in rows if p["verdict"] == "identical"]
         if identical:
             on_policy = any(p["iterations"] == 1 and batch_ratio == 1 for p in identical)

@@ -10,8 +10,8 @@ import torch
 from openrlhf_cfpo.lab.config import LabConfig, quick, stream_seed, validate
 from openrlhf_cfpo.lab.loop import TokenWeightedMeans, compute_advantages
 from openrlhf_cfpo.lab.report import (
-    COLLAPSE_RULE, EQUIVALENCE_MARGIN, FINAL_WINDOW, aggregate, objective_vs_ratio_series, paired, precision_lines,
-    results_table, summarize_cell, verdict_paragraph,
+    COLLAPSE_RULE, EQUIVALENCE_MARGIN, FINAL_WINDOW, aggregate, fragile, objective_vs_ratio_series, paired,
+    paired_table, precision_lines, results_table, summarize_cell, undecided_between, verdict, verdict_paragraph,
 )
 from openrlhf_cfpo.lab.task import EOS_ID, TOKEN_ID, AdditionTask, response_mask
 from openrlhf_cfpo.reporting.intervals import t_interval
@@ -218,10 +218,14 @@ def test_report_table_and_verdict_are_computed_from_the_numbers():
     assert ppo16.startswith(f"| + PPO-clip-iteration 16 | {100 * mean:.1f} ± {100 * (high - mean):.1f} |")
     assert ppo16.endswith("| 1/3 |")  # collapsed seeds
     text = verdict_paragraph(summary)
-    assert "CFPO ends ahead at iterations 16 (+16.7 points, [+2.3, +31.0])" in text
+    # +2.3 clears 0 by less than the half-width (14.3): another sample of three seeds may not
+    assert "CFPO ends ahead at iterations 16 (+16.7 points, [+2.3, +31.0]; fragile: an edge lies within one " \
+        "half-width (±14.3) of 0" in text
     assert "CFPO ends behind at iterations 8 (-10.0 points" in text
-    assert "indistinguishable (the interval contains 0 but reaches beyond ±5: more seeds needed) at iterations 4 " \
-        "(-1.7 points" in text
+    # [-32.1, +28.8]: past the margin on both sides, so it cannot tell any of the three apart
+    assert rows_by_it(summary)[4]["undecided_between"] == ["ahead", "behind", "equivalent"]
+    assert 'indistinguishable: the interval contains 0 and reaches past ±5 on both sides, so it cannot tell ' \
+        '"ahead", "behind" and "equivalent" apart (more seeds needed) at iterations 4 (-1.7 points' in text
     assert "no difference at iterations 1 (every seed's difference is exactly 0; with one iteration" in text
     assert "ppo-it16-br1-seed2" in text
     # precision: one line per iteration count, the half-width in points and the seeds behind it
@@ -233,6 +237,34 @@ def test_report_table_and_verdict_are_computed_from_the_numbers():
     one_seed = {**summary, "paired": paired(_cells({("ppo", 2, 0): 0.3, ("cfpo", 2, 0): 0.4}))}
     assert precision_lines(one_seed) == ["- iterations 2, batch ratio 1: 1 seed(s), no interval (one seed), so no "
                                          "difference is detectable"]
+
+
+def rows_by_it(summary):
+    return {p["iterations"]: p for p in summary["paired"]}
+
+
+@pytest.mark.parametrize("interval, between", [
+    ((-0.073, 0.001), ["behind", "equivalent"]),  # docs/lab.md's 4 iterations: reaches past -5 only
+    ((-0.004, 0.088), ["ahead", "equivalent"]),  # 16 iterations: reaches past +5 only
+    ((-0.09, 0.08), ["ahead", "behind", "equivalent"]),
+])
+def test_an_indistinguishable_interval_names_the_verdicts_it_cannot_tell_apart(interval, between):
+    assert verdict([interval[0], interval[1]], interval) == "indistinguishable"
+    assert undecided_between(interval) == between
+
+
+def test_a_verdict_whose_edge_is_within_one_half_width_of_its_boundary_is_fragile():
+    assert fragile("ahead", (0.011, 0.050)) and not fragile("ahead", (0.03, 0.05))  # 1.1 < 1.95; 3.0 > 1.0
+    assert fragile("behind", (-0.05, -0.01)) and not fragile("behind", (-0.06, -0.05))
+    assert fragile("equivalent", (-0.049, 0.021)) and not fragile("equivalent", (-0.01, 0.01))
+    assert not fragile("indistinguishable", (-0.1, 0.1)) and not fragile("identical", (0.0, 0.0))
+    cells = _cells({("ppo", 2, s): 0.40 for s in range(4)} | {
+        ("cfpo", 2, 0): 0.43, ("cfpo", 2, 1): 0.41, ("cfpo", 2, 2): 0.42, ("cfpo", 2, 3): 0.42})
+    (row,) = paired(cells)
+    assert row["verdict"] == "ahead" and row["fragile"] and row["diff_ci"][0] < row["half_width"]
+    text = verdict_paragraph({"cells": cells, "paired": [row]})
+    assert f"fragile: an edge lies within one half-width (±{100 * row['half_width']:.1f}) of 0" in text
+    assert "| ahead (fragile) |" in paired_table({"paired": [row]})
 
 
 def test_equivalent_verdict_needs_an_interval_inside_the_margin_around_zero():
