@@ -5,7 +5,8 @@ Layout of OUT::
 
     config.json               the resolved LabConfig, package versions and git SHA
     warmup.json               per seed: the warm-up policy's cache key, steps, probe and held-out accuracy
-    cells/<objective>-it<k>-br<b>-seed<s>/   metrics.jsonl (written live), result.json (when the cell ends)
+    cells/<objective>-it<k>-br<b>-seed<s>/   metrics.jsonl (written live); TensorBoard event file and
+                              result.json (when the cell ends): `tensorboard --logdir OUT`
     metrics.jsonl             every finished cell's lines, in sweep order
     summary.json, report.md, figures/   see ``openrlhf_cfpo.lab.report``
 
@@ -39,12 +40,14 @@ from openrlhf_cfpo.lab.config import CellConfig, LabConfig
 from openrlhf_cfpo.lab.loop import train_cell
 from openrlhf_cfpo.lab.task import AdditionTask
 from openrlhf_cfpo.lab.warmup import warm_start
-from openrlhf_cfpo.reporting.metrics import MetricsWriter, read_metrics_jsonl
+from openrlhf_cfpo.reporting.metrics import MetricsWriter, read_metrics_jsonl, write_tensorboard
 from openrlhf_cfpo.runinfo import atomic_output, atomic_write_json, write_run_record
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
+# metrics.jsonl fields that name the cell rather than measure it (not plotted in TensorBoard).
+CELL_IDENTITY = ("objective", "iterations", "batch_ratio", "seed")
 
 
 class LabOutputError(ValueError):
@@ -108,6 +111,7 @@ def _cell_job(config: LabConfig, cell: CellConfig, folder: Path, cache_dir: Path
             on_step(cell.cost)
 
         history = train_cell(config, cell, policy, task, reference=reference, on_step=record)
+    write_tensorboard(folder, history, identity=CELL_IDENTITY)
     result = {"cell": cell.name, "steps": len(history), "wall_time_s": round(time.perf_counter() - started, 2)}
     atomic_write_json(folder / "result.json", result)
     return history, result

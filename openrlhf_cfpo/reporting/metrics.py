@@ -2,7 +2,8 @@
 
 A run that is killed mid-write leaves at most a truncated last line; ``read_metrics_jsonl`` skips
 it with a warning, so a crashed run's metrics stay readable. Whole files (summaries, reports) are
-written atomically with ``openrlhf_cfpo.runinfo``.
+written atomically with ``openrlhf_cfpo.runinfo``. ``write_tensorboard`` turns finished records into
+TensorBoard event files, so `tensorboard --logdir` shows them as it shows OpenRLHF runs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Union
+from typing import Any, Dict, List, Mapping, Sequence, Union
 
 from openrlhf_cfpo.runinfo import json_ready
 
@@ -72,3 +73,23 @@ def read_metrics_jsonl(path: PathLike) -> List[Dict[str, Any]]:
             raise ValueError(f"{path}:{number}: expected a JSON object per line, got {type(record).__name__}")
         records.append(record)
     return records
+
+
+# Tags of the lab's own event files start with this, so no reader takes them for OpenRLHF's metrics.
+LAB_TAG_PREFIX = "lab/"
+
+
+def write_tensorboard(folder: PathLike, records: Sequence[Mapping[str, Any]], identity: Sequence[str],
+                      step_key: str = "step") -> None:
+    """One event file in ``folder`` with every numeric field of ``records`` (bar ``identity`` and
+    ``step_key``) as the scalar ``lab/<field>`` at ``record[step_key]``. Written from finished records
+    only (once per run, so a resumed run repeats no step); the file holds wall times and the host name,
+    so it is never part of a byte-identity comparison."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    skip = set(identity) | {step_key}
+    with SummaryWriter(log_dir=str(folder)) as writer:
+        for record in records:
+            for key, value in record.items():
+                if key not in skip and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    writer.add_scalar(LAB_TAG_PREFIX + key, value, global_step=int(record[step_key]))

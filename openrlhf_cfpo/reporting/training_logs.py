@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from openrlhf_cfpo.reporting.run_settings import RunSettings, settings_from_openrlhf_args, settings_from_verl_overrides
+from openrlhf_cfpo.reporting.metrics import LAB_TAG_PREFIX
 
 Series = Tuple[List[int], List[float]]  # (steps, values), steps ascending and unique
 
@@ -499,6 +500,8 @@ def _tensorboard_run(run_dir: str, label: str, notes: List[str]) -> Optional[Tra
     except OSError as err:
         notes.append(f"{run_dir}: skipped, event files not readable ({err})")
         return None
+    if scalars and all(tag.startswith(LAB_TAG_PREFIX) for tag in scalars):
+        return None  # a lab cell's own event files: its metrics.jsonl beside them is the run
     series = map_openrlhf_scalars(scalars)
     if not series:
         notes.append(

@@ -80,6 +80,27 @@ def test_quick_sweep_writes_every_output(quick_run):
         assert f"figures/{name}" in report
 
 
+def test_every_cell_has_a_tensorboard_file_of_its_finished_lines_under_lab_tags(quick_run):
+    from openrlhf_cfpo.reporting.training_logs import discover_training_runs, read_tensorboard_scalars
+
+    for cell in CELLS:
+        folder = quick_run / "cells" / cell
+        assert len(list(folder.glob("events.out.tfevents.*"))) == 1, cell
+        notes = []
+        scalars = read_tensorboard_scalars(str(folder), notes)
+        lines = read_metrics_jsonl(folder / "metrics.jsonl")
+        assert not notes and set(scalars) == {f"lab/{k}" for k in METRIC_KEYS[5:]}
+        for key in ("accuracy", "clip_ratio", "policy_kl"):
+            assert scalars[f"lab/{key}"] == pytest.approx({line["step"]: line[key] for line in lines}, rel=1e-6)
+    # `report` reads the sweep's metrics.jsonl, not the cells' event files, and notes nothing about them
+    notes = []
+    runs = discover_training_runs([str(quick_run)], notes)
+    assert {run.kind for run in runs} == {"lab"} and len(runs) == len(CELLS) and not notes
+    notes = []
+    (cell_run,) = discover_training_runs([str(quick_run / "cells" / CELLS[0])], notes)
+    assert cell_run.kind == "lab" and not notes
+
+
 def test_aggregates_and_paired_differences_follow_the_cells(quick_run):
     summary = json.loads((quick_run / "summary.json").read_text())
     final = {(c["objective"], c["iterations"], c["seed"]): c["final_accuracy"] for c in summary["cells"]}
