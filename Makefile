@@ -45,10 +45,12 @@ TEST_DATA := alpaca_eval,arena_hard,mt_bench,ifeval,ifeval.reference_gpt4,openll
 data: $(STAMP)
 	$(PY) -m openrlhf_cfpo.cli data fetch --benchmarks $(TEST_DATA)
 
-# The CPU lab with its defaults: 10 seeds x ppo,cfpo x iterations 1,2,4,8,16, one worker process per CPU,
-# into runs/lab/<timestamp> (docs/lab.md).
+# The CPU lab with its defaults, both settings, one worker process per CPU, into runs/lab/<timestamp>-<setting>
+# (docs/lab.md): rlvr, 10 seeds x ppo,cfpo x iterations 1,2,4,8,16 (sample reuse, Tables 5-10); rlhf, 10 seeds x
+# ppo,cfpo x beta 0.02,0 (RLOO against a length-biased reward model, Tables 1-2, Figure 3).
 demo: $(STAMP)
 	$(PY) -m openrlhf_cfpo.cli lab
+	$(PY) -m openrlhf_cfpo.cli lab --setting rlhf
 
 # OpenRLHF's PolicyLoss ppo vs patched cfpo, forward+backward: time and peak-memory ratios (docs/bench.md).
 bench: $(STAMP)

@@ -18,6 +18,7 @@ from transformers import LlamaForCausalLM
 
 from openrlhf_cfpo.lab.config import CellConfig, LabConfig, stream_seed
 from openrlhf_cfpo.lab.model import greedy_accuracy, response_log_probs, sample
+from openrlhf_cfpo.lab.rlhf_formulas import rloo_baseline_subtracted
 from openrlhf_cfpo.lab.task import AdditionTask, response_mask
 from openrlhf_cfpo.objectives import bounded_ratio, get_objective, trust_region_stats
 
@@ -35,14 +36,12 @@ def compute_advantages(rewards: torch.Tensor, group_size: int, estimator: str) -
     - ``rloo`` (eq. 10): A_i = R_i − mean_{j≠i} R_j (leave-one-out baseline).
     Same formulas as OpenRLHF 0.11.2's estimators of those names.
     """
-    groups = rewards.reshape(-1, group_size)
-    if estimator == "group_norm":
-        advantages = (groups - groups.mean(-1, keepdim=True)) / (groups.std(-1, keepdim=True) + 1e-9)
-    elif estimator == "rloo":
-        advantages = groups - (groups.sum(-1, keepdim=True) - groups) / (group_size - 1)
-    else:
+    if estimator == "rloo":
+        return rloo_baseline_subtracted(rewards, group_size)
+    if estimator != "group_norm":
         raise ValueError(f"unknown advantage estimator {estimator!r}; choose group_norm or rloo")
-    return advantages.reshape(-1)
+    groups = rewards.reshape(-1, group_size)
+    return ((groups - groups.mean(-1, keepdim=True)) / (groups.std(-1, keepdim=True) + 1e-9)).reshape(-1)
 
 
 def k3_kl(log_probs: torch.Tensor, ref_log_probs: torch.Tensor) -> torch.Tensor:
