@@ -119,7 +119,7 @@ EVENT_FILE_MARKER = "tfevents"
 WANDB_RUN_FILE = re.compile(r"^run-.+\.wandb$")
 LAB_METRICS_FILE = "metrics.jsonl"
 LAB_CELLS_DIR = "cells"  # a lab sweep's per-cell copies of the lines in its metrics.jsonl
-LAB_RUN_KEYS = ("objective", "iterations", "batch_ratio", "seed")
+LAB_RUN_KEYS = ("objective", "iterations", "batch_ratio", "kl_coef", "seed")  # kl_coef: rlhf setting only
 # The Hydra overrides of a verl run (a JSON list), saved by examples/verl/train_rlvr_math.sh in its
 # TENSORBOARD_DIR before verl starts: the run's settings (verl saves none of its own).
 VERL_OVERRIDES_FILE = "verl_overrides.json"
@@ -318,19 +318,22 @@ def read_wandb_run(path: str) -> WandbRun:
 
 
 def _lab_cell_suffix(key: Tuple, varying: Sequence[str], with_seed: bool = True) -> str:
-    objective, iterations, batch_ratio, seed = key
+    objective, iterations, batch_ratio, kl_coef, seed = key
     parts = [f"{objective}_it{iterations}"]
     if "batch_ratio" in varying:
         parts.append(f"br{batch_ratio:g}")
+    if "kl_coef" in varying:
+        parts.append(f"kl{kl_coef:g}")
     if "seed" in varying and with_seed:
         parts.append(f"seed{seed}")
     return "_".join(parts)
 
 
 def read_lab_runs(path: str, folder_label: str, notes: List[str]) -> List[TrainingRun]:
-    """One TrainingRun per (objective, iterations, batch_ratio, seed) cell of a lab metrics.jsonl,
-    labelled by the folder name, or ``<folder>/<objective>_it<iterations>`` (+ batch ratio, seed
-    where those vary) when the file holds several cells; the group label leaves out the seed."""
+    """One TrainingRun per (objective, iterations, batch_ratio, kl_coef, seed) cell of a lab metrics.jsonl
+    (kl_coef: the rlhf setting's β), labelled by the folder name, or ``<folder>/<objective>_it<iterations>``
+    (+ batch ratio, β, seed where those vary) when the file holds several cells; the group label leaves
+    out the seed."""
     from openrlhf_cfpo.reporting.metrics import read_metrics_jsonl
 
     try:
@@ -344,7 +347,7 @@ def read_lab_runs(path: str, folder_label: str, notes: List[str]) -> List[Traini
     varying = [k for i, k in enumerate(LAB_RUN_KEYS) if len({cell[i] for cell in cells}) > 1]
     runs = []
     for key, cell_rows in cells.items():
-        objective, iterations, batch_ratio, seed = key
+        objective, iterations, batch_ratio, kl_coef, seed = key
         series = {}
         for name in METRIC_NAMES:
             points = {int(r["step"]): float(r[name]) for r in cell_rows if r.get(name) is not None}
@@ -355,7 +358,8 @@ def read_lab_runs(path: str, folder_label: str, notes: List[str]) -> List[Traini
                 label=f"{folder_label}/{_lab_cell_suffix(key, varying)}" if len(cells) > 1 else folder_label,
                 source=path,
                 kind="lab",
-                settings=RunSettings(objective=objective, iterations=iterations, batch_ratio=batch_ratio),
+                settings=RunSettings(objective=objective, iterations=iterations, batch_ratio=batch_ratio,
+                                     kl_beta=kl_coef),
                 series=series,
                 seed=seed,
                 group=f"{folder_label}/{_lab_cell_suffix(key, varying, with_seed=False)}"

@@ -51,6 +51,19 @@ def test_lab_metrics_give_one_run_per_cell(tmp_path):
     assert missing_metric_note(runs["single"], "entropy") == f"run single: no entropy in {runs['single'].source}"
 
 
+def test_rlhf_lab_cells_of_different_beta_stay_apart(tmp_path):
+    with MetricsWriter(tmp_path / "rlhf" / "metrics.jsonl") as writer:
+        for beta in (0.02, 0.0):
+            for step in (1, 2):
+                writer.write({"objective": "ppo", "iterations": 1, "batch_ratio": 16, "kl_coef": beta, "seed": 0,
+                              "step": step, "reward_mean": beta + step, "response_length_mean": 4.0})
+    notes = []
+    runs = {run.label: run for run in discover_training_runs([str(tmp_path)], notes)}
+    assert set(runs) == {"rlhf/ppo_it1_kl0.02", "rlhf/ppo_it1_kl0"} and notes == []
+    assert runs["rlhf/ppo_it1_kl0.02"].settings.kl_beta == 0.02
+    assert runs["rlhf/ppo_it1_kl0"].series["reward_mean"] == ([1, 2], [1.0, 2.0])
+
+
 def test_same_folder_name_twice_is_labelled_by_path(tmp_path):
     write_lab(tmp_path / "a" / "run" / "metrics.jsonl", [("ppo", 1)])
     write_lab(tmp_path / "b" / "run" / "metrics.jsonl", [("cfpo", 1)])
