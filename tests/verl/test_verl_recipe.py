@@ -156,9 +156,10 @@ def test_dry_run_checks_that_a_mini_batch_divides_over_the_gpus(tmp_path, verl_c
 def test_dry_run_checks_the_registry_of_a_fresh_import_verl(tmp_path, monkeypatch, verl_configs):
     """The dry run itself imports openrlhf_cfpo.verl_patch (registering cfpo there); what counts is what a
     verl worker gets from `import verl`: with VERL_USE_EXTERNAL_PLUGINS=none, no cfpo."""
-    overrides = one_run(tmp_path)
     monkeypatch.setenv("VERL_USE_EXTERNAL_PLUGINS", "none")
-    worker_losses = dry_run.WorkerPolicyLosses().names()  # as `dry_run.py check` starts it, in this environment
+    probe = dry_run.WorkerPolicyLosses()  # as `dry_run.py check` starts it, in this environment
+    overrides = one_run(tmp_path)
+    worker_losses = probe.names()
     assert "vanilla" in worker_losses
     with pytest.raises(ValueError) as err:
         dry_run.check_run(verl_configs, overrides, worker_losses)
