@@ -48,7 +48,8 @@ if [[ ! "${BATCH_RATIO}" =~ ^[1-9][0-9]*$ ]] || ((PROMPTS_PER_STEP % BATCH_RATIO
 fi
 
 RUN_NAME="${RUN_NAME:-verl_math_${MODEL##*/}_${POLICY_LOSS}_it${ITERATIONS}_br${BATCH_RATIO}}"
-RUN_DIR="${OUTPUT_ROOT:-./runs}/${RUN_NAME}"
+# Absolute: on an existing Ray cluster or under `ray job submit`, verl's workers run in another directory.
+RUN_DIR="$(realpath -m "${OUTPUT_ROOT:-./runs}/${RUN_NAME}")"
 if [[ -f "${RUN_DIR}/finished" ]]; then
    echo "$(basename "$0"): ${RUN_DIR} is finished; skipping ${RUN_NAME} (remove ${RUN_DIR} to train it again)" >&2
    exit 0
@@ -71,6 +72,8 @@ parquet_file() {
    fi
    echo "${file}"
 }
+# The event files go to tensorboard/RUN_NAME (as in the OpenRLHF recipes), the report's run label.
+TENSORBOARD_DIR="${RUN_DIR}/tensorboard/${RUN_NAME}"
 TRAIN_FILE="${TRAIN_FILE:-$(parquet_file math_train "${MATH_TRAIN:-DigitalLearningGmbH/MATH-lighteval}" train)}"
 VAL_FILE="${VAL_FILE-$(parquet_file math500 "${MATH_EVAL:-HuggingFaceH4/MATH-500}" test)}"
 
@@ -122,16 +125,17 @@ OVERRIDES=(
    trainer.save_freq=20
    trainer.val_before_train="$([[ -n "${VAL_FILE}" ]] && echo true || echo false)"
    trainer.test_freq="$([[ -n "${VAL_FILE}" ]] && echo 10 || echo -1)"
+   # verl's logger runs in its TaskRunner (a Ray actor), which gets only verl's own env list and this
+   # runtime env, not the launching shell's environment.
+   +ray_kwargs.ray_init.runtime_env.env_vars.TENSORBOARD_DIR="${TENSORBOARD_DIR}"
 )
 
 if [[ "${DRY_RUN:-0}" == 1 ]]; then
    exec "${LAUNCH[@]}" "${OVERRIDES[@]}" "$@"
 fi
 # The run's settings for `openrlhf-cfpo report` (verl saves none beside its logs).
-# The event files go to tensorboard/RUN_NAME (as in the OpenRLHF recipes), the report's run label.
-TENSORBOARD_DIR="${RUN_DIR}/tensorboard/${RUN_NAME}"
 mkdir -p "${TENSORBOARD_DIR}"
 "${PYTHON}" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "${OVERRIDES[@]}" "$@" \
    > "${TENSORBOARD_DIR}/verl_overrides.json"
-TENSORBOARD_DIR="${TENSORBOARD_DIR}" "${LAUNCH[@]}" "${OVERRIDES[@]}" "$@"
+"${LAUNCH[@]}" "${OVERRIDES[@]}" "$@"
 touch "${RUN_DIR}/finished"

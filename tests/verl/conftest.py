@@ -16,6 +16,12 @@ def verl_trainer_yaml():
 
 
 @pytest.fixture
+def verl_defaults():
+    """verl's full default trainer config."""
+    return verl_trainer_yaml()
+
+
+@pytest.fixture
 def actor_config():
     """Build the actor config the way verl's workers do (``omega_conf_to_dataclass`` of the trainer
     YAML's ``actor_rollout_ref.actor``), with ``overrides`` (dotted keys under the actor) applied."""

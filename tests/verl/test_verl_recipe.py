@@ -42,11 +42,23 @@ def verl_configs():
         yield configs
 
 
-def run_script(script, tmp_path, *args, **env):
+@pytest.fixture(scope="module")
+def registered_here():
+    """verl's policy losses in this process (cfpo is registered: dry_run imports verl_patch), for the
+    checks other than the registry's (those start a fresh interpreter: WorkerPolicyLosses)."""
+    from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY
+
+    from openrlhf_cfpo import verl_patch
+
+    assert verl_patch.LOSS_MODE in POLICY_LOSS_REGISTRY
+    return frozenset(POLICY_LOSS_REGISTRY)
+
+
+def run_script(script, tmp_path, *args, cwd=None, **env):
     environment = {**os.environ, "PYTHON": sys.executable, "OUTPUT_ROOT": str(tmp_path / "runs"),
                    "DATA_DIR": str(tmp_path / "data"), **env}
     return subprocess.run(["bash", str(RECIPES / script), *args], env=environment, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=600, cwd=cwd)
 
 
 def recorded_runs(record):
@@ -54,7 +66,7 @@ def recorded_runs(record):
 
 
 @pytest.mark.slow
-def test_grid_is_the_papers_32_runs_valid_in_verl(tmp_path, math_file, verl_configs):
+def test_grid_is_the_papers_32_runs_valid_in_verl(tmp_path, math_file, verl_configs, registered_here):
     """The 32 cells with Table 3's values, each a distinct experiment; all compose with verl's config;
     finished runs are skipped; DRY_RUN=1 validates without writing anything."""
     record = tmp_path / "runs.jsonl"
@@ -83,7 +95,7 @@ def test_grid_is_the_papers_32_runs_valid_in_verl(tmp_path, math_file, verl_conf
     }
     assert all({key: run[key] for key in table3} == table3 for run in runs)
     for overrides, run in zip(map(json.loads, record.read_text().splitlines()), runs):  # each validates in verl
-        assert dry_run.check_run(verl_configs, overrides) == run["trainer.experiment_name"]
+        assert dry_run.check_run(verl_configs, overrides, registered_here) == run["trainer.experiment_name"]
 
     again = run_script("batch_ratio_grid.sh", tmp_path, **env)
     assert again.returncode == 0 and len(recorded_runs(record)) == 32  # all finished: none relaunched
@@ -97,11 +109,12 @@ def test_grid_is_the_papers_32_runs_valid_in_verl(tmp_path, math_file, verl_conf
     assert not unfinished.exists() and len(recorded_runs(record)) == 32  # the dry run launched nothing
 
 
-def one_run(tmp_path, **overrides):
+def one_run(tmp_path, env=None, **overrides):
+    """The overrides train_rlvr_math.sh (DRY_RUN=1, environment ``env``) hands verl for one run, plus ``overrides``."""
     record = tmp_path / "one.jsonl"
     record.unlink(missing_ok=True)
     env = dict(LAUNCHER=f"{sys.executable} {RECIPES / 'dry_run.py'} record {record}", TRAIN_FILE="t.parquet",
-               VAL_FILE="v.parquet", SYSTEM_PROMPT="s", DRY_RUN="1")
+               VAL_FILE="v.parquet", SYSTEM_PROMPT="s", DRY_RUN="1", **(env or {}))
     assert run_script("train_rlvr_math.sh", tmp_path, *[f"{k}={v}" for k, v in overrides.items()], **env).returncode == 0
     return json.loads(record.read_text())
 
@@ -110,12 +123,95 @@ def one_run(tmp_path, **overrides):
     ({"actor_rollout_ref.actor.no_such_key": 1}, "Could not override 'actor_rollout_ref.actor.no_such_key'"),
     ({"data.train_batch_size": 100}, "data.train_batch_size=100 is not a multiple of"),
     ({"actor_rollout_ref.actor.clip_ratio_low": 0}, "eps_low must be > 0"),
-    ({"actor_rollout_ref.actor.policy_loss.loss_mode": "cfpo2"}, "Unsupported loss mode: cfpo2"),
+    ({"actor_rollout_ref.actor.policy_loss.loss_mode": "cfpo2"}, "loss_mode=cfpo2 is not in verl's policy-loss registry"),
+    ({"algorithm.rollout_correction.bypass_mode": "true"}, "bypass_mode=true with loss_mode=cfpo: verl's bypass mode sets"),
 ])
-def test_dry_run_refuses_what_verl_would_fail_on(tmp_path, verl_configs, override, message):
+def test_dry_run_refuses_what_verl_would_fail_on(tmp_path, verl_configs, registered_here, override, message):
     overrides = one_run(tmp_path, **override)
     with pytest.raises(Exception, match=message):
-        dry_run.check_run(verl_configs, overrides)
+        dry_run.check_run(verl_configs, overrides, registered_here)
+
+
+def test_bypass_mode_is_refused_only_with_cfpo(tmp_path, verl_configs, registered_here):
+    """verl's bypass mode replaces loss_mode with its own loss: harmless for vanilla, fatal for CFPO."""
+    vanilla = one_run(tmp_path, env={"POLICY_LOSS": "vanilla"}, **{"algorithm.rollout_correction.bypass_mode": "true"})
+    assert dry_run.check_run(verl_configs, vanilla, registered_here) == "verl_math_Qwen2.5-3B_vanilla_it1_br1"
+
+
+@pytest.mark.parametrize("nodes, gpus, batch_ratio, valid", [(4, 8, 8, False), (4, 8, 4, True), (1, 8, 8, True),
+                                                             (5, 8, 1, False)])
+def test_dry_run_checks_that_a_mini_batch_divides_over_the_gpus(tmp_path, verl_configs, registered_here, nodes, gpus,
+                                                                 batch_ratio, valid):
+    """use_dynamic_bsz=true makes verl's validate_config skip its batch-versus-GPU check, but its actor update
+    still splits each mini-batch (ppo_mini_batch_size x rollout.n samples) evenly over the data-parallel ranks."""
+    overrides = one_run(tmp_path, env={"NUM_NODES": str(nodes), "GPUS_PER_NODE": str(gpus), "BATCH_RATIO": str(batch_ratio)})
+    if valid:
+        assert dry_run.check_run(verl_configs, overrides, registered_here)
+        return
+    samples = 128 // batch_ratio * 3
+    with pytest.raises(ValueError, match=f"= {samples} samples per optimizer step are not divisible by the data-parallel size {nodes * gpus} "):
+        dry_run.check_run(verl_configs, overrides, registered_here)
+
+
+def test_dry_run_checks_the_registry_of_a_fresh_import_verl(tmp_path, monkeypatch, verl_configs):
+    """The dry run itself imports openrlhf_cfpo.verl_patch (registering cfpo there); what counts is what a
+    verl worker gets from `import verl`: with VERL_USE_EXTERNAL_PLUGINS=none, no cfpo."""
+    monkeypatch.setenv("VERL_USE_EXTERNAL_PLUGINS", "none")
+    probe = dry_run.WorkerPolicyLosses()  # as `dry_run.py check` starts it, in this environment
+    overrides = one_run(tmp_path)
+    worker_losses = probe.names()
+    assert "vanilla" in worker_losses
+    with pytest.raises(ValueError) as err:
+        dry_run.check_run(verl_configs, overrides, worker_losses)
+    assert "loss_mode=cfpo is not in verl's policy-loss registry after `import verl`" in str(err.value)
+    assert "VERL_USE_EXTERNAL_PLUGINS unset, 'auto' or a list naming cfpo (here none)" in str(err.value)
+
+
+def test_tensorboard_logs_reach_the_run_folder_from_verls_task_runner(tmp_path, monkeypatch, verl_configs):
+    """verl's Tracking runs in its TaskRunner, a Ray actor whose environment is its Ray node's plus the runtime
+    env verl's run_ppo gives ray.init (verl's fixed list and ray_kwargs.ray_init.runtime_env), in another
+    directory: not the launching shell's environment (on a cluster started before the job, or under ray job
+    submit). The recipe passes TENSORBOARD_DIR, an absolute path, through that runtime env."""
+    from verl.trainer import main_ppo
+    from verl.utils.tracking import Tracking
+
+    from openrlhf_cfpo.reporting.training_logs import discover_training_runs
+
+    record = tmp_path / "one.jsonl"
+    env = dict(LAUNCHER=f"{sys.executable} {RECIPES / 'dry_run.py'} record {record}", TRAIN_FILE="t.parquet",
+               VAL_FILE="v.parquet", SYSTEM_PROMPT="s", OUTPUT_ROOT="runs", TENSORBOARD_DIR="")
+    done = run_script("train_rlvr_math.sh", tmp_path, cwd=tmp_path, **env)
+    assert done.returncode == 0, done.stderr
+    (overrides,) = map(json.loads, record.read_text().splitlines())
+    config = verl_configs.compose(overrides)
+
+    class RayInitCalled(Exception):
+        pass
+
+    def ray_init(**kwargs):
+        raise RayInitCalled(kwargs)
+
+    monkeypatch.setattr(main_ppo.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(main_ppo.ray, "init", ray_init)
+    with pytest.raises(RayInitCalled) as called:
+        main_ppo.run_ppo(config, task_runner_class=None)
+    task_runner_env = called.value.args[0]["runtime_env"]["env_vars"]
+
+    monkeypatch.delenv("TENSORBOARD_DIR", raising=False)
+    for key, value in task_runner_env.items():
+        monkeypatch.setenv(key, str(value))
+    task_runner_dir = tmp_path / "task_runner"
+    task_runner_dir.mkdir()
+    monkeypatch.chdir(task_runner_dir)
+    tracker = Tracking(config.trainer.project_name, config.trainer.experiment_name, default_backend=["tensorboard"])
+    tracker.log({"critic/rewards/mean": 0.25}, step=1)
+    tracker.finish()
+
+    notes = []
+    (run,) = discover_training_runs([str(tmp_path / "runs")], notes)
+    assert run.label == "verl_math_Qwen2.5-3B_cfpo_it1_br1" and run.settings.objective == "cfpo", notes
+    assert run.series["reward_mean"] == ([1], [0.25])
+    assert not (task_runner_dir / "tensorboard_log").exists()
 
 
 def test_batch_ratio_must_divide_the_step(tmp_path):
