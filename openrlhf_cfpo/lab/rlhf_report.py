@@ -242,7 +242,7 @@ def write_outputs(out: Path, config: RLHFConfig, cells: Sequence[RLHFCell], hist
     }
     atomic_write_json(out / "summary.json", summary)
     notes = plot_metric_grid(figure3_curves(cells, histories), FIGURE3_METRICS, out / "figures" / "figure3.png",
-                             title=f"RLHF dynamics per β: mean over {len(config.seeds)} seed(s), band = seeds' range "
+                             title=f"RLHF dynamics: mean over {len(config.seeds)} seed(s), band = range\n"
                                    "(CFPO solid, PPO-clip dashed)")
     lines = ["# CFPO lab, RLHF setting: RLOO with PPO-clip vs CFPO against a length-biased reward model", "",
              f"Settings: seeds {', '.join(map(str, config.seeds))}; β {', '.join(f'{b:g}' for b in config.kl_coefs)}; "
