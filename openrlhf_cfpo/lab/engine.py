@@ -114,8 +114,11 @@ class StackedLlama:
 
     @classmethod
     def from_models(cls, shape: Shape, models: Sequence[Dict[str, torch.Tensor]], value_head: bool = False):
-        """A stack of the given models' parameters (copied), in that order."""
-        params = {name: torch.stack([m[name] for m in models]).contiguous() for name in models[0]}
+        """A stack of the given models' parameters (copied), in that order; the parameters in
+        ``parameter_shapes``' order whatever the order of the dicts given (the per-model gradient norm
+        sums over them in order, so the order is part of the numbers)."""
+        params = {name: torch.stack([m[name] for m in models]).contiguous()
+                  for name in parameter_shapes(shape, value_head)}
         return cls(shape, params, value_head)
 
     @property
@@ -228,13 +231,15 @@ def repeat_rows(cache: KV, index: torch.Tensor) -> KV:
 # --- optimisation, per model ----------------------------------------------------------------------
 
 
-def clip_grad_norm(params: Dict[str, torch.Tensor], max_norm: float, active: Optional[torch.Tensor] = None):
+def clip_grad_norm(params: Dict[str, torch.Tensor], max_norm: float):
     """``torch.nn.utils.clip_grad_norm_`` for each model of a stack: the global L2 norm of model m's
     gradients, and its gradients scaled by min(1, max_norm / (norm + 1e-6)). Returns the norms (M,)."""
     grads = [p.grad for p in params.values()]
     m = grads[0].shape[0]
-    norms = torch.stack([torch.linalg.vector_norm(g.reshape(m, -1), 2, dim=1) for g in grads], dim=1)
-    total = torch.linalg.vector_norm(norms, 2, dim=1)
+    # One reduction per model slice: a reduction over a (M, n) tensor's rows may sum in another order
+    # than the same row alone, which would make a model's update depend on the stack's size.
+    total = torch.stack([torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g[i]) for g in grads]))
+                         for i in range(m)])
     coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
     for g in grads:
         g.mul_(coef.view(m, *(1,) * (g.dim() - 1)))
@@ -304,11 +309,12 @@ _HF_LAYER = {"input_norm": "input_layernorm.weight", "q": "self_attn.q_proj.weig
 
 def hf_names(shape: Shape, value_head: bool = False) -> Dict[str, str]:
     """Our parameter name -> its name in a ``LlamaForCausalLM`` state dict (the value head: ``score.weight``)."""
-    names = {"embed": "model.embed_tokens.weight", "norm": "model.norm.weight",
-             "head": "score.weight" if value_head else "lm_head.weight"}
+    names = {"embed": "model.embed_tokens.weight"}
     for layer in range(shape.num_layers):
         for ours, theirs in zip(_layer_names(layer), _HF_LAYER.values()):
             names[ours] = f"model.layers.{layer}.{theirs}"
+    # in ``parameter_shapes``' order: a model's gradient norm sums its parameters in this order
+    names.update(norm="model.norm.weight", head="score.weight" if value_head else "lm_head.weight")
     return names
 
 

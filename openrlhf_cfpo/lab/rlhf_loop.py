@@ -246,7 +246,8 @@ def train_cells(
                     token_loss[index] = get_objective(name)(ratio[index], batch_adv[index], config.eps_low,
                                                             config.eps_high)
                 n_tokens = batch_mask.sum(dim=(1, 2))
-                losses = (token_loss * batch_mask).sum(dim=(1, 2)) / n_tokens
+                # token mean per model, one slice at a time (independent of the stack's size)
+                losses = torch.stack([(token_loss[i] * batch_mask[i]).sum() / n_tokens[i] for i in range(m)])
                 optimizer.zero_grad()
                 losses.sum().backward()
                 grad_norms = clip_grad_norm(policy.params, config.max_grad_norm)

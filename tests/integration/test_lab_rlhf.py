@@ -102,6 +102,30 @@ def test_worker_count_does_not_change_a_byte(rlhf_run, tmp_path):
         assert (out / name).read_bytes() == (rlhf_run / "out" / name).read_bytes(), name
 
 
+def test_a_killed_sweep_resumes_one_cell_with_the_same_bytes(rlhf_run, tmp_path, monkeypatch):
+    import shutil
+
+    from openrlhf_cfpo.lab import rlhf_sweep
+
+    out = tmp_path / "resumed"
+    shutil.copytree(rlhf_run / "out", out)
+    killed = out / "cells" / CELLS[-1]
+    (killed / "result.json").unlink()  # as if killed inside it
+    trained = []
+    original = rlhf_loop.train_cells
+
+    def counting(config, cells, *args, **kwargs):
+        trained.append([c.name for c in cells])
+        return original(config, cells, *args, **kwargs)
+
+    monkeypatch.setattr(rlhf_loop, "train_cells", counting)
+    assert _lab("--workers", "1", "--out", out, "--cache-dir", rlhf_run / "cache") == 0
+    # only the unfinished cell runs again, alone in its stack (from the cached world): the same bytes
+    assert trained == [[CELLS[-1]]] and rlhf_sweep.WORLD_FORMAT
+    for name in ("metrics.jsonl", "summary.json"):
+        assert (out / name).read_bytes() == (rlhf_run / "out" / name).read_bytes(), name
+
+
 @pytest.mark.parametrize("args, message", [
     (["--advantage", "rloo"], "--advantage applies to --setting rlvr only"),
     (["--kl-coef", "0.1,x"], "--kl-coef takes comma-separated numbers"),

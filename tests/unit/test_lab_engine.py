@@ -8,7 +8,7 @@ from transformers import LlamaForCausalLM, LlamaForSequenceClassification
 
 from openrlhf_cfpo.lab.engine import (
     Shape, StackedAdamW, StackedLlama, clip_grad_norm, from_hf_state_dict, hf_names, init_parameters, llama_config,
-    repeat_rows, to_hf_state_dict,
+    parameter_shapes, repeat_rows, to_hf_state_dict,
 )
 
 SHAPE = Shape(vocab_size=14, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_positions=11)
@@ -159,3 +159,30 @@ def test_init_depends_on_the_generator_seed_only():
     c = init_parameters(SHAPE, False, torch.Generator().manual_seed(8))
     assert all(torch.equal(a[n], b[n]) for n in a) and not torch.equal(a["embed"], c["embed"])
     assert a["norm"].eq(1).all() and abs(a["layers.0.q"].std().item() - 0.02) < 0.005
+
+
+def test_a_stack_orders_parameters_canonically_so_a_checkpoint_trains_like_the_model_it_saved():
+    """Regression: a model loaded from a checkpoint (transformers' parameter order) trained to other
+    bits than the model it saved, because the per-model gradient norm sums parameters in dict order."""
+    params = init_parameters(SHAPE, False, torch.Generator().manual_seed(9))
+    reloaded = from_hf_state_dict(SHAPE, to_hf_state_dict(SHAPE, params))
+    a, b = StackedLlama.from_models(SHAPE, [params]), StackedLlama.from_models(SHAPE, [reloaded])
+    assert list(a.params) == list(b.params) == list(parameter_shapes(SHAPE, False))
+    ids = torch.randint(0, SHAPE.vocab_size, (1, 8, 11), generator=torch.Generator().manual_seed(10))
+    norms = []
+    for stack in (a, b):
+        stack.requires_grad_()
+        stack.logits(ids)[0].square().mean().backward()
+        norms.append(clip_grad_norm(stack.params, 1.0))
+    assert torch.equal(*norms)
+
+
+def test_gradient_norms_do_not_depend_on_the_stack_size():
+    models = _others(3)
+    ids = torch.randint(0, SHAPE.vocab_size, (3, 8, 11), generator=torch.Generator().manual_seed(11))
+    norms = []
+    for chosen in ([0, 1, 2], [1]):
+        stack = StackedLlama.from_models(SHAPE, [models[i] for i in chosen]).requires_grad_()
+        stack.logits(ids[chosen])[0].square().mean(dim=(1, 2, 3)).sum().backward()
+        norms.append(clip_grad_norm(stack.params, 1.0))
+    assert torch.equal(norms[0][1], norms[1][0])
