@@ -54,17 +54,23 @@ def rlvr_system_prompt(size: str) -> str:
         ) from None
 
 
-def rlvr_system_prompt_for_model(model: str, size: Optional[str] = None) -> str:
-    """The system prompt ``model`` trains (or was trained) with: ``size`` when given, else the size
-    its name states. Raises ValueError naming the fix when the name states no single paper size."""
+def paper_model_size(model: str, size: Optional[str] = None, what: str = "prompts") -> str:
+    """``size`` when given, else the paper size ``model``'s name states. Raises ValueError naming the
+    fix when the name states no single paper size; ``what`` names the per-size setting looked up."""
     if size is None:
         size = model_size_from_name(model)
         if size is None:
             raise ValueError(
-                f"cannot tell the model size from {model!r} (the paper's RLVR prompts are per size: "
+                f"cannot tell the model size from {model!r} (the paper's RLVR {what} are per size: "
                 f"{', '.join(MODEL_SIZES)}); name it explicitly"
             )
-    return rlvr_system_prompt(size)
+    return size
+
+
+def rlvr_system_prompt_for_model(model: str, size: Optional[str] = None) -> str:
+    """The system prompt ``model`` trains (or was trained) with: ``size`` when given, else the size
+    its name states. Raises ValueError naming the fix when the name states no single paper size."""
+    return rlvr_system_prompt(paper_model_size(model, size))
 
 
 def main(argv=None) -> None:

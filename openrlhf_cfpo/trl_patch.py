@@ -1,17 +1,23 @@
-"""The one module that touches TRL internals: CFPO as a ``GRPOTrainer`` loss type, ``"cfpo"``.
+"""The one module that touches TRL internals: CFPO as ``GRPOTrainer`` loss types.
 
-``patch_trl()`` makes TRL 1.16.0's ``GRPOTrainer`` train ``GRPOConfig(loss_type="cfpo")``: TRL's
-``"dapo"`` loss type with one expression changed. The per-token PPO-clip loss
-``−min(r·A, clip(r, 1−ε_low, 1+ε_high)·A)`` (paper eq. 6) becomes ``objectives.cfpo_loss`` (eqs. 7–8)
-with TRL's ``epsilon`` / ``epsilon_high`` as ε_low / ε_high. Everything around it is TRL's own code,
-run as it is: log-probabilities, ``importance_sampling_level``, entropy and off-policy masks, the vLLM
-importance-sampling correction, KL (``beta``), DAPO's normalization, the entropy bonus, and every
-metric. TRL's ``clip_ratio/*`` for "dapo" counts the tokens outside the trust region in the direction
-their advantage pushes, which is ``objectives.trust_region_stats``'s definition, so CFPO logs it too.
+TRL's ``loss_type`` names a surrogate and a normalization together. ``patch_trl()`` makes TRL 1.16.0's
+``GRPOTrainer`` train two more, each a TRL loss type (its host) with one expression changed:
+
+- ``"cfpo"``: host ``"grpo"``, the paper's eq. (8): each response's token mean, then the mean over
+  the responses, (1/G) Σᵢ (1/|oᵢ|) Σₜ;
+- ``"cfpo_dapo"``: host ``"dapo"``: the token sum over the generation batch's token count (DAPO's).
+
+The per-token PPO-clip loss ``−min(r·A, clip(r, 1−ε_low, 1+ε_high)·A)`` (paper eq. 6) becomes
+``objectives.cfpo_loss`` (eq. 7) with TRL's ``epsilon`` / ``epsilon_high`` as ε_low / ε_high. Everything
+around it is the host's own code, run as it is: log-probabilities, ``importance_sampling_level``,
+entropy and off-policy masks, the vLLM importance-sampling correction, KL (``beta``), the
+normalization, the entropy bonus, and every metric. TRL's ``clip_ratio/*`` for both hosts counts the
+tokens outside the trust region in the direction their advantage pushes, which is
+``objectives.trust_region_stats``'s definition, so CFPO logs it too.
 
 TRL computes that expression inline in ``GRPOTrainer._compute_loss`` (there is no method to
-override), so for "cfpo" ``surrogate_compute_loss`` calls upstream's own function with ``loss_type``
-reading "dapo" and the global ``torch`` it sees replaced by ``_SurrogateTorch``: the real module
+override), so for a CFPO loss type ``surrogate_compute_loss`` calls upstream's own function with
+``loss_type`` reading the host's and the global ``torch`` it sees replaced by ``_SurrogateTorch``: the real module
 except for the two calls that form the clipped surrogate, ``torch.clamp(coef_1, 1−ε_low, 1+ε_high)``
 (which hands over the ratio) and ``torch.min`` (which returns the negated CFPO loss, negated back by
 TRL's caller). The substitution is checked on every call; a TRL whose function no longer makes these
@@ -35,9 +41,12 @@ from openrlhf_cfpo.runinfo import require_version
 logger = logging.getLogger(__name__)
 
 SUPPORTED_TRL_VERSION = "1.16.0"
-# The loss types this package adds to TRL's own, and the TRL loss type whose code path they run.
-ADDED_LOSS_TYPES = ("cfpo",)
-HOST_LOSS_TYPE = "dapo"
+# The loss types this package adds to TRL's own -> the TRL loss type whose code path (and so whose
+# normalization) each runs: eq. (8)'s per-response mean ("grpo"), or DAPO's token mean ("dapo").
+HOST_LOSS_TYPES = {"cfpo": "grpo", "cfpo_dapo": "dapo"}
+ADDED_LOSS_TYPES = tuple(HOST_LOSS_TYPES)
+# Hosts that count a sequence-level loss once per completion token (TRL warns about them too).
+_TOKEN_SUM_HOSTS = ("dapo",)
 # TRL exponentiates the log-ratio unbounded; CFPO's (r−1)² needs the bound OpenRLHF puts on it.
 MAX_RATIO = math.exp(LOG_RATIO_BOUND)
 _PATCHED_MARKER = "_openrlhf_cfpo_patched"
@@ -68,7 +77,7 @@ def check_cfpo_config(config) -> None:
 
 
 class _SurrogateTorch:
-    """``torch`` as TRL 1.16.0's "dapo" branch of ``_compute_loss`` sees it, surrogate replaced.
+    """``torch`` as the host's branch of TRL 1.16.0's ``_compute_loss`` sees it, surrogate replaced.
 
     Upstream computes ``coef_2 = torch.clamp(coef_1, 1 - ε_low, 1 + ε_high)`` and then
     ``per_token_loss = -torch.min(coef_1 * A, coef_2 * A)``. Here ``clamp`` with exactly those bounds
@@ -109,9 +118,10 @@ def _upstream_compute_loss():
     return getattr(method, "__wrapped__", method)
 
 
-def surrogate_compute_loss(trainer, model, inputs, objective: str) -> torch.Tensor:
-    """TRL's ``GRPOTrainer._compute_loss`` for its "dapo" loss type, with the per-token PPO-clip loss
-    replaced by ``objectives``' per-token loss ``objective`` ("cfpo", or "ppo" to reproduce "dapo").
+def surrogate_compute_loss(trainer, model, inputs, objective: str, host_loss_type: str) -> torch.Tensor:
+    """TRL's ``GRPOTrainer._compute_loss`` for the loss type ``host_loss_type`` ("grpo" or "dapo"), with
+    the per-token PPO-clip loss replaced by ``objectives``' per-token loss ``objective`` ("cfpo", or
+    "ppo" to reproduce the host).
 
     ε_low / ε_high are the trainer's (TRL's ``epsilon`` / ``epsilon_high``); everything else,
     normalization and metrics included, is upstream's code.
@@ -129,7 +139,7 @@ def surrogate_compute_loss(trainer, model, inputs, objective: str) -> torch.Tens
         upstream.__closure__,
     )
     loss_type = trainer.loss_type
-    trainer.loss_type = HOST_LOSS_TYPE
+    trainer.loss_type = host_loss_type
     try:
         loss = compute_loss(trainer, model, inputs)
     finally:
@@ -137,13 +147,13 @@ def surrogate_compute_loss(trainer, model, inputs, objective: str) -> torch.Tens
     if surrogate_torch.substitutions != 1:
         raise RuntimeError(
             f"TRL's GRPOTrainer._compute_loss did not reach its clipped surrogate for loss_type "
-            f"{HOST_LOSS_TYPE!r}; openrlhf-cfpo supports TRL {SUPPORTED_TRL_VERSION} only"
+            f"{host_loss_type!r}; openrlhf-cfpo supports TRL {SUPPORTED_TRL_VERSION} only"
         )
     return loss
 
 
 def patch_trl() -> None:
-    """Register "cfpo" as a TRL ``GRPOTrainer`` loss type, in this process. Idempotent.
+    """Register "cfpo" and "cfpo_dapo" as TRL ``GRPOTrainer`` loss types, in this process. Idempotent.
 
     Raises RuntimeError unless trl 1.16.0 is installed, and (from ``GRPOTrainer(...)``) ValueError
     for CFPO with ``delta`` or ε ≤ 0.
@@ -161,11 +171,12 @@ def patch_trl() -> None:
         config = init_signature.bind(self, *args, **kwargs).arguments.get("args")
         if config is not None and config.loss_type in ADDED_LOSS_TYPES:
             check_cfpo_config(config)
-            if config.importance_sampling_level == "sequence":
+            host = HOST_LOSS_TYPES[config.loss_type]
+            if config.importance_sampling_level == "sequence" and host in _TOKEN_SUM_HOSTS:
                 logger.warning(
-                    "loss_type='cfpo' with importance_sampling_level='sequence': each sequence's ratio "
-                    "exp(mean log r) enters eq. (7) and, as with 'dapo', its loss counts once per token "
-                    "(sequences weighted by length)"
+                    "loss_type=%r with importance_sampling_level='sequence': each sequence's ratio "
+                    "exp(mean log r) enters eq. (7) and, as with %r, its loss counts once per token "
+                    "(sequences weighted by length); loss_type='cfpo' averages per sequence", config.loss_type, host
                 )
         upstream_init(self, *args, **kwargs)
 
@@ -173,7 +184,7 @@ def patch_trl() -> None:
     def _compute_loss(self, model, inputs):
         if self.loss_type not in ADDED_LOSS_TYPES:
             return upstream_compute_loss(self, model, inputs)
-        return surrogate_compute_loss(self, model, inputs, self.loss_type)
+        return surrogate_compute_loss(self, model, inputs, "cfpo", HOST_LOSS_TYPES[self.loss_type])
 
     GRPOTrainer.__init__ = __init__
     GRPOTrainer._compute_loss = _compute_loss

@@ -12,18 +12,26 @@
 # Environment: MODELS (space-separated) [the six models]; runs go to
 # OUTPUT_ROOT/rlvr_iterations_grid/<run name>/ [OUTPUT_ROOT ./runs]; the rest as in
 # train_rlvr_math_qwen2.5.sh. Finished runs are skipped, so rerunning resumes the grid.
+# Before any run starts, the layout of every run is checked at once (examples/grid.sh): a grid with
+# runs that cannot work stops, listing them, unless SKIP_INVALID=1, which runs the others and prints
+# one line per skipped run.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 MODELS="${MODELS:-Qwen/Qwen2.5-1.5B-Instruct Qwen/Qwen2.5-3B-Instruct Qwen/Qwen2.5-7B-Instruct \
 Qwen/Qwen2.5-1.5B Qwen/Qwen2.5-3B Qwen/Qwen2.5-7B}"
 export OUTPUT_ROOT="${OUTPUT_ROOT:-./runs}/rlvr_iterations_grid"
 unset RUN_NAME  # each run names itself
+source "${HERE}/../grid.sh"
+GRID_CHECK=("${PYTHON:-python3}" -m openrlhf_cfpo.cli train --check-layouts)
 
-for model in ${MODELS}; do
-   for policy_loss in ppo cfpo; do
-      for iterations in 2 4 8 16; do
-         MODEL="${model}" POLICY_LOSS="${policy_loss}" MAX_EPOCHS="${iterations}" BATCH_RATIO=1 \
-            bash "${HERE}/train_rlvr_math_qwen2.5.sh" "$@"
+grid_runs() {
+   for model in ${MODELS}; do
+      for policy_loss in ppo cfpo; do
+         for iterations in 2 4 8 16; do
+            MODEL="${model}" POLICY_LOSS="${policy_loss}" MAX_EPOCHS="${iterations}" BATCH_RATIO=1 \
+               grid_run bash "${HERE}/train_rlvr_math_qwen2.5.sh" "$@"
+         done
       done
    done
-done
+}
+grid_main "$@"

@@ -17,6 +17,8 @@
 #   OUTPUT_ROOT    runs go to OUTPUT_ROOT/RUN_NAME/{tensorboard,ckpt,model}                [./runs]
 #   RUN_NAME       [rlhf_llama3_8b_<POLICY_LOSS>_kl<KL_COEF>]; also the wandb run name, hence the
 #                  tensorboard folder OUTPUT_ROOT/RUN_NAME/tensorboard/RUN_NAME
+#   WANDB_API_KEY  set: log to wandb too (--logger.wandb.key env:WANDB_API_KEY: the flag names the
+#                  variable, the key stays in the environment; docs/recipes.md)                 [unset]
 #   LAUNCHER       the command that receives the flags, split on spaces  [openrlhf-cfpo train]
 #                  e.g. "openrlhf-cfpo train --dry-run" (check only) or a `ray job submit` line
 #                  ending in "-- python -m openrlhf_cfpo.cli.train_ppo_ray" (docs/recipes.md).
@@ -36,9 +38,10 @@ if [[ -f "${RUN_DIR}/model/tokenizer_config.json" ]]; then
       "(remove ${RUN_DIR} to train it again)" >&2
    exit 0
 fi
-read -r -a LAUNCH <<< "${LAUNCHER:-openrlhf-cfpo train}"
-
-ARGS=(
+# The run's layout: where OpenRLHF places its models and how its batches split. LAYOUT_ONLY=1 (the
+# grids' check of all their runs, examples/grid.sh) writes the run's name and these flags, each ending
+# in a NUL byte, and exits: nothing is launched.
+LAYOUT=(
    --actor.num_nodes "${NUM_NODES}"
    --actor.num_gpus_per_node "${GPUS_PER_NODE}"
    --ref.num_nodes "${NUM_NODES}"
@@ -47,28 +50,37 @@ ARGS=(
    --reward.num_gpus_per_node "${GPUS_PER_NODE}"
    --vllm.num_engines "$((NUM_NODES * GPUS_PER_NODE / VLLM_TP))"
    --vllm.tensor_parallel_size "${VLLM_TP}"
+   --train.colocate_all
+   --reward.model_name_or_path OpenRLHF/Llama-3-8b-rm-700k
+   --rollout.batch_size 512
+   --rollout.n_samples_per_prompt 2
+   --train.batch_size 64
+   --algo.kl.init_coef "${KL_COEF}"
+)
+if [[ "${LAYOUT_ONLY:-0}" == 1 ]]; then
+   printf '%s\0' "${RUN_NAME}" "${LAYOUT[@]}" "$@"
+   exit 0
+fi
+read -r -a LAUNCH <<< "${LAUNCHER:-openrlhf-cfpo train}"
+
+ARGS=(
+   "${LAYOUT[@]}"
    --vllm.gpu_memory_utilization 0.5
    --vllm.sync_backend nccl
    --vllm.enforce_eager
    --vllm.enable_sleep
    --ds.enable_sleep
-   --train.colocate_all
    --actor.model_name_or_path OpenRLHF/Llama-3-8b-sft-mixture
-   --reward.model_name_or_path OpenRLHF/Llama-3-8b-rm-700k
    --reward.normalize_enable
    --data.prompt_dataset OpenRLHF/prompt-collection-v0.1
    --data.input_key context_messages
    --data.apply_chat_template
    --data.max_len 2048
    --rollout.max_new_tokens 1024
-   --rollout.batch_size 512
-   --rollout.n_samples_per_prompt 2
-   --train.batch_size 64
    --train.max_epochs 1
    --train.dynamic_batch_enable
    --train.max_tokens_per_gpu 16384
    --algo.advantage.estimator rloo
-   --algo.kl.init_coef "${KL_COEF}"
    --actor.policy_loss_type "${POLICY_LOSS}"
    --actor.eps_clip 0.2
    --actor.entropy_coef 0
@@ -83,6 +95,9 @@ ARGS=(
    --ckpt.output_dir "${RUN_DIR}/model"
    --ckpt.save_hf
 )
+if [[ -n "${WANDB_API_KEY:-}" ]]; then
+   ARGS+=(--logger.wandb.key env:WANDB_API_KEY)
+fi
 
 set -x
 "${LAUNCH[@]}" "${ARGS[@]}" "$@"

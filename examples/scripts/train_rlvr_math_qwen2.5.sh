@@ -10,9 +10,11 @@
 # Update schedule: each rollout samples 128 prompts x 3 completions (group 3); the policy then makes
 # MAX_EPOCHS passes over it (the paper's iterations, TRL's num_iterations), each pass BATCH_RATIO
 # optimizer steps on 384/BATCH_RATIO samples (verl's batch / mini-batch). With both at 1 every step
-# is on-policy and GRPO and CFPO are the same update.
+# is on-policy and GRPO and CFPO are the same update. The loss is reduced as eq. (8): each response's
+# token mean, then the mean over the responses (--actor.loss_agg_mode seq-mean-token-mean).
 # Environment (defaults in brackets):
-#   MODEL          Qwen/Qwen2.5-{1.5B,3B,7B}[-Instruct]; lr 1e-6 for 7B, else 3e-6  [Qwen/Qwen2.5-1.5B-Instruct]
+#   MODEL          Qwen/Qwen2.5-{1.5B,3B,7B}[-Instruct]                        [Qwen/Qwen2.5-1.5B-Instruct]
+#   MODEL_SIZE     1.5B | 3B | 7B: picks Table 3's lr and the B.1 system prompt [the size in MODEL's name]
 #   POLICY_LOSS    ppo | cfpo                                                 [cfpo]
 #   MAX_EPOCHS     iterations: optimizer passes over each rollout             [1]
 #   BATCH_RATIO    optimizer steps per pass, a divisor of 384                 [1]
@@ -26,6 +28,8 @@
 #   GPUS_PER_NODE  [8]   OUTPUT_ROOT [./runs]   PYTHON [python3]
 #   RUN_NAME       [rlvr_math_<model>_<POLICY_LOSS>_it<MAX_EPOCHS>_br<BATCH_RATIO>]; also the wandb run
 #                  name, hence the tensorboard folder OUTPUT_ROOT/RUN_NAME/tensorboard/RUN_NAME
+#   WANDB_API_KEY  set: log to wandb too (--logger.wandb.key env:WANDB_API_KEY: the flag names the
+#                  variable, the key stays in the environment; docs/recipes.md)                 [unset]
 #   LAUNCHER       the command that receives the flags, split on spaces  [openrlhf-cfpo train]
 # A finished run (OUTPUT_ROOT/RUN_NAME/model/tokenizer_config.json, saved after the weights) is skipped.
 # Extra arguments are appended after these flags; for a flag given twice the later value wins.
@@ -59,13 +63,29 @@ if [[ -f "${RUN_DIR}/model/tokenizer_config.json" ]]; then
       "(remove ${RUN_DIR} to train it again)" >&2
    exit 0
 fi
+# The run's layout: where OpenRLHF places its models and how its batches split. LAYOUT_ONLY=1 (the
+# grids' check of all their runs, examples/grid.sh) writes the run's name and these flags, each ending
+# in a NUL byte, and exits: nothing is prepared or launched.
+LAYOUT=(
+   --actor.num_nodes "${NUM_NODES}"
+   --actor.num_gpus_per_node "${GPUS_PER_NODE}"
+   --vllm.num_engines "$((NUM_NODES * GPUS_PER_NODE))"
+   --vllm.tensor_parallel_size 1
+   --train.colocate_all
+   --rollout.n_samples_per_prompt "${GROUP_SIZE}"
+   --rollout.batch_size "${PROMPTS_PER_ROLLOUT}"
+   --train.batch_size "$((SAMPLES_PER_ROLLOUT / BATCH_RATIO))"
+   --algo.kl.init_coef 0
+)
+if [[ "${LAYOUT_ONLY:-0}" == 1 ]]; then
+   printf '%s\0' "${RUN_NAME}" "${LAYOUT[@]}" "$@"
+   exit 0
+fi
 read -r -a LAUNCH <<< "${LAUNCHER:-openrlhf-cfpo train}"
-# The paper's per-size system prompt (appendix B.1), the one `openrlhf-cfpo eval` prompts with too.
-SYSTEM_PROMPT="${SYSTEM_PROMPT:-$("${PYTHON}" -m openrlhf_cfpo.prompts "${MODEL}")}"
-case "${MODEL}" in
-   *7B*) LR=1e-6 ;;
-   *) LR=3e-6 ;;
-esac
+# The paper's per-size system prompt (appendix B.1), the one `openrlhf-cfpo eval` prompts with too,
+# and Table 3's per-size learning rate.
+SYSTEM_PROMPT="${SYSTEM_PROMPT:-$("${PYTHON}" -m openrlhf_cfpo.prompts "${MODEL}" ${MODEL_SIZE:+"${MODEL_SIZE}"})}"
+LR="$("${PYTHON}" -m openrlhf_cfpo.learning_rate "${MODEL}" ${MODEL_SIZE:+"${MODEL_SIZE}"})"
 
 # prompt_file SOURCE SPLIT: the chat-formatted problems of SOURCE, written once per (source, split, prompt).
 prompt_file() {
@@ -82,15 +102,11 @@ TRAIN_FILE="$(prompt_file "${MATH_TRAIN}" train)"
 REWARD_FILE="$("${PYTHON}" -c 'import importlib.util as u; print(u.find_spec("openrlhf_cfpo.rewards.math_reward").origin)')"
 
 ARGS=(
-   --actor.num_nodes "${NUM_NODES}"
-   --actor.num_gpus_per_node "${GPUS_PER_NODE}"
-   --vllm.num_engines "$((NUM_NODES * GPUS_PER_NODE))"
-   --vllm.tensor_parallel_size 1
+   "${LAYOUT[@]}"
    --vllm.gpu_memory_utilization 0.6
    --vllm.sync_backend nccl
    --vllm.enable_sleep
    --ds.enable_sleep
-   --train.colocate_all
    --actor.model_name_or_path "${MODEL}"
    --reward.remote_url "${REWARD_FILE}"
    --data.prompt_dataset "${TRAIN_FILE}"
@@ -100,16 +116,13 @@ ARGS=(
    --data.max_len "$((512 + 3072))"
    --rollout.max_new_tokens 3072
    --rollout.temperature 0.9
-   --rollout.n_samples_per_prompt "${GROUP_SIZE}"
-   --rollout.batch_size "${PROMPTS_PER_ROLLOUT}"
-   --train.batch_size "$((SAMPLES_PER_ROLLOUT / BATCH_RATIO))"
    --train.max_epochs "${MAX_EPOCHS}"
    --train.num_episodes 3
    --train.dynamic_batch_enable
    --train.max_tokens_per_gpu 16384
    --algo.advantage.estimator group_norm
-   --algo.kl.init_coef 0
    --actor.policy_loss_type "${POLICY_LOSS}"
+   --actor.loss_agg_mode seq-mean-token-mean
    --actor.eps_clip 0.2
    --actor.entropy_coef 0
    --actor.adam.lr "${LR}"
@@ -136,6 +149,9 @@ if [[ -n "${MATH_EVAL}" ]]; then
       --eval.n_samples_per_prompt 1
       --ckpt.best_metric_key none
    )
+fi
+if [[ -n "${WANDB_API_KEY:-}" ]]; then
+   ARGS+=(--logger.wandb.key env:WANDB_API_KEY)
 fi
 
 set -x

@@ -1,15 +1,19 @@
 """Paper Table 3 (RLVR) in TRL 1.16.0: GRPO or CFPO on the MATH train split with TRL's GRPOTrainer.
 
     accelerate launch examples/trl/train_grpo_cfpo.py --model Qwen/Qwen2.5-3B --iterations 8
-    accelerate launch examples/trl/train_grpo_cfpo.py --model Qwen/Qwen2.5-3B --iterations 8 --loss_type dapo
+    accelerate launch examples/trl/train_grpo_cfpo.py --model Qwen/Qwen2.5-3B --iterations 8 --loss_type grpo
 
-``--loss_type cfpo`` (the default) is CFPO (``openrlhf_cfpo.patch_trl``); ``--loss_type dapo`` is the
-paper's GRPO baseline: the same run with the PPO-clip surrogate. ``--iterations`` is the sample reuse
+``--loss_type cfpo`` (the default) is CFPO (``openrlhf_cfpo.patch_trl``); ``--loss_type grpo`` is the
+paper's GRPO baseline: the same run with the PPO-clip surrogate. Both normalize as eq. (8) does (each
+completion's token mean, then the mean over completions); ``dapo`` / ``cfpo_dapo`` are the same pair with
+DAPO's token-mean normalization instead. ``--iterations`` is the sample reuse
 of Tables 5–10 (TRL's ``num_iterations``: 2, 4, 8, 16 there). Every ``GRPOConfig`` field takes TRL's
 own flag and overrides the recipe (``--use_vllm``, ``--report_to tensorboard``, ``--max_steps 10``).
 Table 3's settings and what each maps to: docs/trl.md. Outputs go to ``--output_dir`` (default
 ``runs/trl/<run name>``): checkpoints (a rerun resumes from the last), the final model, and
-``openrlhf_cfpo_run.json`` (resolved settings, package versions, git SHA).
+``openrlhf_cfpo_run.json`` (resolved settings, package versions, git SHA). ``--check_layouts PROCESSES
+FOLDER`` checks all the runs ``sweep_iterations.sh`` recorded in FOLDER before it starts any
+(``examples/grid.sh``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Dict, List, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from prepare_math_prompts import chat_record, load_math_rows  # noqa: E402
 
+from openrlhf_cfpo.learning_rate import rlvr_learning_rate  # noqa: E402
 from openrlhf_cfpo.prompts import MODEL_SIZES, model_size_from_name, rlvr_system_prompt  # noqa: E402
 from openrlhf_cfpo.rewards.math_reward import last_boxed_answer, score_response  # noqa: E402
 
@@ -33,6 +38,9 @@ logger = logging.getLogger("train_grpo_cfpo")
 PROG = "train_grpo_cfpo.py"
 RUN_RECORD = "openrlhf_cfpo_run.json"
 GROUP_SIZE = 3  # Table 3 "Group Size": completions per problem
+# The loss types the recipe trains: GRPO (PPO-clip) and CFPO with eq. (8)'s normalization, and the same
+# pair with DAPO's (TRL's "dapo", openrlhf_cfpo's "cfpo_dapo").
+LOSS_TYPES = ("grpo", "cfpo", "dapo", "cfpo_dapo")
 
 
 @dataclasses.dataclass
@@ -82,7 +90,6 @@ TABLE3 = dict(
     adam_epsilon=1e-8,
     loss_type="cfpo",
 )
-LEARNING_RATES = {"1.5B": 3e-6, "3B": 3e-6, "7B": 1e-6}
 
 
 class RecipeError(ValueError):
@@ -123,7 +130,11 @@ def table3_defaults(namespace, processes: int) -> Dict[str, object]:
     """GRPOConfig defaults for this launch: Table 3's, the learning rate of the model's size, the
     accumulation that gives 128 problems per step, the sample reuse, and the output folder."""
     recipe = RecipeArguments(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(RecipeArguments)})
-    defaults: Dict[str, object] = dict(TABLE3, learning_rate=LEARNING_RATES[model_size(recipe)])
+    if namespace.loss_type not in LOSS_TYPES:
+        raise RecipeError(f"--loss_type {namespace.loss_type} is not one the recipe trains; use {' | '.join(LOSS_TYPES)}")
+    if recipe.iterations is not None and recipe.iterations < 1:
+        raise RecipeError(f"--iterations {recipe.iterations}: the sample reuse is at least 1")
+    defaults: Dict[str, object] = dict(TABLE3, learning_rate=rlvr_learning_rate(model_size(recipe)))
     defaults["gradient_accumulation_steps"] = gradient_accumulation_steps(
         recipe.prompts_per_step, namespace.per_device_train_batch_size, processes
     )
@@ -229,7 +240,32 @@ def math_train_dataset(recipe: RecipeArguments, tokenizer, system_prompt: str):
     return Dataset.from_list(kept)
 
 
+def check_layouts(processes: int, folder: str) -> int:
+    """``--check_layouts PROCESSES FOLDER``: every run a sweep recorded in FOLDER (``examples/grid.sh``)
+    through this recipe's own argument checks (``parse_args`` for PROCESSES processes), all in one process; prints
+    one line per run that cannot start, in the grids' format (``openrlhf_cfpo.launch_layout``). Each run
+    is parsed as if on a CPU (``--use_cpu``): the check judges the runs' settings, not the devices of
+    the machine it runs on (transformers refuses bf16 where it finds no GPU)."""
+    import contextlib
+    import io
+
+    from openrlhf_cfpo.launch_layout import report
+
+    def check(argv: List[str]) -> None:
+        usage_errors = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(usage_errors):
+                parse_args([*argv, "--use_cpu"], processes=processes)
+        except SystemExit:  # the argument parser's own error: its last line names the flag
+            raise RecipeError(usage_errors.getvalue().strip().splitlines()[-1]) from None
+
+    return report(Path(folder), check)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--check_layouts"] and len(argv) == 3:
+        return check_layouts(int(argv[1]), argv[2])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import openrlhf_cfpo
 

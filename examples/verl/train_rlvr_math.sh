@@ -9,9 +9,11 @@
 #
 # Update schedule: each step samples 128 prompts x 3 completions (data.train_batch_size, rollout.n);
 # the actor then makes ITERATIONS passes over them (actor.ppo_epochs), each pass BATCH_RATIO optimizer
-# steps on 128/BATCH_RATIO prompts' samples (actor.ppo_mini_batch_size).
+# steps on 128/BATCH_RATIO prompts' samples (actor.ppo_mini_batch_size). The loss is reduced as eq. (8):
+# each response's token mean, then the mean over the responses (actor.loss_agg_mode=seq-mean-token-mean).
 # Environment (defaults in brackets):
-#   MODEL          [Qwen/Qwen2.5-3B]; lr 1e-6 for a 7B model, else 3e-6 (Table 3)
+#   MODEL          [Qwen/Qwen2.5-3B]
+#   MODEL_SIZE     1.5B | 3B | 7B: picks Table 3's lr and the B.1 system prompt [the size in MODEL's name]
 #   POLICY_LOSS    vanilla | cfpo                                         [cfpo]
 #   ITERATIONS     passes over each rollout (actor.ppo_epochs)             [1]
 #   BATCH_RATIO    data.train_batch_size / actor.ppo_mini_batch_size, a divisor of 128  [1]
@@ -54,12 +56,24 @@ if [[ -f "${RUN_DIR}/finished" ]]; then
    echo "$(basename "$0"): ${RUN_DIR} is finished; skipping ${RUN_NAME} (remove ${RUN_DIR} to train it again)" >&2
    exit 0
 fi
+# The run's layout: its GPUs and how its batches split over them. LAYOUT_ONLY=1 (the grid's check of
+# all its runs, examples/grid.sh) writes the run's name and these overrides, each ending in a NUL byte,
+# and exits: nothing is prepared or launched.
+LAYOUT=(
+   trainer.nnodes="${NUM_NODES}"
+   trainer.n_gpus_per_node="${GPUS_PER_NODE}"
+   data.train_batch_size="${PROMPTS_PER_STEP}"
+   actor_rollout_ref.rollout.n="${GROUP_SIZE}"
+   actor_rollout_ref.actor.ppo_mini_batch_size="$((PROMPTS_PER_STEP / BATCH_RATIO))"
+   actor_rollout_ref.actor.use_dynamic_bsz=true
+)
+if [[ "${LAYOUT_ONLY:-0}" == 1 ]]; then
+   printf '%s\0' "${RUN_NAME}" "${LAYOUT[@]}" "$@"
+   exit 0
+fi
 read -r -a LAUNCH <<< "${LAUNCHER:-${PYTHON} -m verl.trainer.main_ppo}"
-SYSTEM_PROMPT="${SYSTEM_PROMPT:-$("${PYTHON}" -m openrlhf_cfpo.prompts "${MODEL}")}"
-case "${MODEL}" in
-   *7B*) LR=1e-6 ;;
-   *) LR=3e-6 ;;
-esac
+SYSTEM_PROMPT="${SYSTEM_PROMPT:-$("${PYTHON}" -m openrlhf_cfpo.prompts "${MODEL}" ${MODEL_SIZE:+"${MODEL_SIZE}"})}"
+LR="$("${PYTHON}" -m openrlhf_cfpo.learning_rate "${MODEL}" ${MODEL_SIZE:+"${MODEL_SIZE}"})"  # Table 3
 
 # parquet_file NAME SOURCE SPLIT: the verl parquet of SOURCE, prepared once per (source, split, prompt)
 # unless DRY_RUN=1 (the dry run only composes the configuration).
@@ -78,12 +92,12 @@ TRAIN_FILE="${TRAIN_FILE:-$(parquet_file math_train "${MATH_TRAIN:-DigitalLearni
 VAL_FILE="${VAL_FILE-$(parquet_file math500 "${MATH_EVAL:-HuggingFaceH4/MATH-500}" test)}"
 
 OVERRIDES=(
+   "${LAYOUT[@]}"
    algorithm.adv_estimator=grpo
    algorithm.use_kl_in_reward=false
    data.train_files="${TRAIN_FILE}"
    data.val_files="${VAL_FILE:-${TRAIN_FILE}}"
    data.prompt_key=prompt
-   data.train_batch_size="${PROMPTS_PER_STEP}"
    data.max_prompt_length=512
    data.max_response_length=3072
    data.filter_overlong_prompts=true
@@ -92,21 +106,20 @@ OVERRIDES=(
    actor_rollout_ref.model.use_remove_padding=true
    actor_rollout_ref.model.enable_gradient_checkpointing=true
    actor_rollout_ref.actor.policy_loss.loss_mode="${POLICY_LOSS}"
+   actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-mean
    actor_rollout_ref.actor.clip_ratio_low=0.2
    actor_rollout_ref.actor.clip_ratio_high=0.2
    actor_rollout_ref.actor.ppo_epochs="${ITERATIONS}"
-   actor_rollout_ref.actor.ppo_mini_batch_size="$((PROMPTS_PER_STEP / BATCH_RATIO))"
-   actor_rollout_ref.actor.use_dynamic_bsz=true
    actor_rollout_ref.actor.ppo_max_token_len_per_gpu=16384
    actor_rollout_ref.actor.use_kl_loss=false
    actor_rollout_ref.actor.kl_loss_coef=0
    actor_rollout_ref.actor.entropy_coeff=0
    actor_rollout_ref.actor.optim.lr="${LR}"
+   actor_rollout_ref.actor.optim.weight_decay=0.0
    actor_rollout_ref.actor.optim.betas=[0.9,0.999]
    actor_rollout_ref.actor.optim.lr_scheduler_type=cosine
    actor_rollout_ref.actor.optim.lr_warmup_steps_ratio=0.1
    actor_rollout_ref.rollout.name=vllm
-   actor_rollout_ref.rollout.n="${GROUP_SIZE}"
    actor_rollout_ref.rollout.temperature=0.9
    actor_rollout_ref.rollout.tensor_model_parallel_size=1
    actor_rollout_ref.rollout.gpu_memory_utilization=0.6
@@ -116,8 +129,6 @@ OVERRIDES=(
    reward.custom_reward_function.name=compute_score
    trainer.project_name=cfpo_verl_batch_ratio
    trainer.experiment_name="${RUN_NAME}"
-   trainer.nnodes="${NUM_NODES}"
-   trainer.n_gpus_per_node="${GPUS_PER_NODE}"
    trainer.logger=[console,tensorboard]
    trainer.default_local_dir="${RUN_DIR}/checkpoints"
    trainer.resume_mode=auto

@@ -17,6 +17,11 @@ hooked, and restored afterwards:
   is written into ``--ckpt.output_dir`` and, with tensorboard logging, into the run's tensorboard
   folder, where ``openrlhf-cfpo report`` reads it.
 
+``--check-layouts FOLDER`` (the grids' check before they start any run, ``examples/grid.sh``) runs
+OpenRLHF's parser alone on every launch line recorded in FOLDER and applies the dry run's layout checks
+(``check_sizes``, ``check_gpu_layout``), in one process that imports neither torch nor any OpenRLHF
+module beyond its packages' (empty) ``__init__`` files.
+
 ``--dry-run`` executes only the module's ``__main__`` block (OpenRLHF's parser and all of its
 post-parse checks) with its standard-library imports, and stops where it calls ``train(args)``:
 it imports neither Ray, DeepSpeed, vLLM nor flash-attn, so it validates a launch line fully on a
@@ -67,10 +72,35 @@ def flatten_namespace(namespace: SimpleNamespace, prefix: str = "") -> Dict[str,
     return flat
 
 
+def unflatten_namespace(flat: Dict[str, Any]) -> SimpleNamespace:
+    """``flatten_namespace``'s inverse: dotted keys ``{"actor.num_nodes": 2}`` as ``args.actor.num_nodes``."""
+    tree: Dict[str, Any] = {}
+    for key, value in flat.items():
+        *groups, leaf = key.split(".")
+        node = tree
+        for group in groups:
+            node = node.setdefault(group, {})
+        node[leaf] = value
+
+    def build(node):
+        return SimpleNamespace(**{k: build(v) for k, v in node.items()}) if isinstance(node, dict) else node
+
+    return build(tree)
+
+
 # Sizes OpenRLHF divides by (its last post-parse check) or multiplies into actor counts.
 POSITIVE_SIZES = ("rollout.batch_size", "rollout.micro_batch_size", "train.batch_size", "train.micro_batch_size",
                   "ds.ring_attn_size", "ds.tensor_parallel_size", "actor.num_nodes", "actor.num_gpus_per_node",
                   "vllm.tensor_parallel_size")
+
+
+def check_sizes(args: SimpleNamespace) -> None:
+    """Raise CommandLineError for a size in ``POSITIVE_SIZES`` below 1."""
+    for name in POSITIVE_SIZES:
+        group, key = name.split(".")
+        value = getattr(getattr(args, group), key)
+        if value < 1:
+            raise CommandLineError(f"--{name} must be at least 1; got {value}")
 
 
 def check_gpu_layout(args: SimpleNamespace) -> None:
@@ -122,13 +152,38 @@ def check_gpu_layout(args: SimpleNamespace) -> None:
                                f"reward model is placed on the actor's GPUs: pass the actor's values")
 
 
+# The one value of --logger.wandb.key the driver accepts: "the key is WANDB_API_KEY of each process's
+# environment". OpenRLHF 0.11.2 enables wandb only when the flag is set, and its logger logs in with the
+# flag's value only when wandb finds no key of its own, which it reads from WANDB_API_KEY; it uploads its
+# whole argument namespace as the run's config. So the key itself never enters the arguments.
+WANDB_KEY_FROM_ENV = "env:WANDB_API_KEY"
+
+
+def check_wandb_key(key: str | None) -> None:
+    """Raise CommandLineError unless ``--logger.wandb.key`` is unset or ``WANDB_KEY_FROM_ENV`` with
+    WANDB_API_KEY set here. A key given on the command line would be shown by the recipes' ``set -x``,
+    stored in the run record and uploaded in the wandb run's config; the message never repeats it."""
+    if key is None:
+        return
+    if key != WANDB_KEY_FROM_ENV:
+        raise CommandLineError(
+            f"--logger.wandb.key takes no key on the command line (the job output, the run record and the wandb "
+            f"run's config would show it): export WANDB_API_KEY and pass --logger.wandb.key {WANDB_KEY_FROM_ENV} "
+            "(the recipes do when WANDB_API_KEY is set)")
+    if not os.environ.get("WANDB_API_KEY"):
+        raise CommandLineError(
+            f"--logger.wandb.key {WANDB_KEY_FROM_ENV}: WANDB_API_KEY is not set in the driver's environment; export "
+            "it where the driver and the Ray nodes start (docs/cluster.md: wandb on a cluster)")
+
+
 def validate_launch_arguments(args: SimpleNamespace) -> None:
     """Raise CommandLineError for a launch line that cannot train, naming the flag and the fix.
 
     Runs before OpenRLHF's own post-parse checks. Beyond CFPO's settings (dual-clip, ε ≤ 0) it
     checks what OpenRLHF 0.11.2 leaves to the GPU phase or fails on with an AttributeError or a
     ZeroDivisionError: a policy, a reward source and prompts are given, sizes are ≥ 1, and the GPU
-    layout is one OpenRLHF can place (``check_gpu_layout``).
+    layout is one OpenRLHF can place (``check_gpu_layout``); and that a wandb key comes from the
+    environment (``check_wandb_key``).
     """
     from openrlhf_cfpo.openrlhf_patch import check_cfpo_settings
 
@@ -141,11 +196,8 @@ def validate_launch_arguments(args: SimpleNamespace) -> None:
         )
     if not args.data.prompt_dataset:
         raise CommandLineError("--data.prompt_dataset is missing: pass the prompts (HF dataset name or local file)")
-    for name in POSITIVE_SIZES:
-        group, key = name.split(".")
-        value = getattr(getattr(args, group), key)
-        if value < 1:
-            raise CommandLineError(f"--{name} must be at least 1; got {value}")
+    check_wandb_key(args.logger.wandb.key)
+    check_sizes(args)
     check_gpu_layout(args)
     if args.actor.policy_loss_type != "cfpo":
         return
@@ -300,6 +352,65 @@ def upstream_main_block():
         elif _is_main_guard(node):
             body.extend(node.body)
     return compile(ast.Module(body=body, type_ignores=[]), spec.origin, "exec")
+
+
+class _Parsed(Exception):
+    """Raised where OpenRLHF's ``__main__`` block has parsed its command line (the layout check stops there)."""
+
+    def __init__(self, namespace: argparse.Namespace):
+        super().__init__()
+        self.namespace = namespace
+
+
+def parse_launch_layout(argv: List[str], main_block=None) -> SimpleNamespace:
+    """``argv`` through OpenRLHF's own parser alone, as hierarchical arguments: no post-parse checks and
+    no import beyond the standard library. ``--actor.policy_loss_type`` takes any value here (a loss type
+    is no part of a layout; the dry run checks it). ``main_block``: ``upstream_main_block()``, compiled once."""
+    upstream_add_argument = argparse.ArgumentParser.add_argument
+    upstream_parse_args = argparse.ArgumentParser.parse_args
+
+    def add_argument(self, *flags, **kwargs):
+        if POLICY_LOSS_FLAG in flags:
+            kwargs.pop("choices", None)
+            flags = (*flags, POLICY_LOSS_ALIAS)
+        return upstream_add_argument(self, *flags, **kwargs)
+
+    def error(self, message):
+        raise CommandLineError(message)
+
+    def parse_args(self, *args, **kwargs):
+        raise _Parsed(upstream_parse_args(self, *args, **kwargs))
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_replaced(argparse.ArgumentParser, "add_argument", add_argument))
+        stack.enter_context(_replaced(argparse.ArgumentParser, "error", error))
+        stack.enter_context(_replaced(argparse.ArgumentParser, "parse_args", parse_args))
+        stack.enter_context(_replaced(sys, "argv", [UPSTREAM_MODULE, *argv]))
+        try:
+            exec(main_block or upstream_main_block(), {"__name__": "__main__"})
+        except _Parsed as parsed:
+            return unflatten_namespace(vars(parsed.namespace))
+    raise RuntimeError(f"{UPSTREAM_MODULE}'s __main__ block did not parse its command line")
+
+
+def check_launch_layouts(folder: str) -> int:
+    """``--check-layouts FOLDER``: one line per launch line recorded in FOLDER whose layout OpenRLHF
+    cannot place (``check_sizes``, ``check_gpu_layout``), in the grids' format (``launch_layout``)."""
+    from openrlhf_cfpo.launch_layout import report
+
+    if importlib.util.find_spec("openrlhf") is None:
+        print(f"openrlhf-cfpo train: error: OpenRLHF is not installed for {sys.executable}, and the layout check "
+              "runs its parser: run the grid with PYTHON set to the Python that has openrlhf-cfpo and OpenRLHF",
+              file=sys.stderr)
+        return 1
+    main_block = upstream_main_block()
+
+    def check(argv: List[str]) -> None:
+        args = parse_launch_layout(argv, main_block)
+        check_sizes(args)
+        check_gpu_layout(args)
+
+    return report(Path(folder), check)
 
 
 def run_driver(argv: List[str], dry_run: bool = False) -> int:

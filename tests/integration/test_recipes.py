@@ -7,7 +7,8 @@ Table 4's hyper-parameters, the grid of Tables 5–10 and the grids' sizes are r
 quoted verbatim in PAPER_TEXT (section and tables cited), not restated as expected values. One recorded RLHF run and one recorded RLVR run
 then go through ``openrlhf-cfpo train --dry-run`` (OpenRLHF's own parser and checks): every flag must
 resolve to the value the script passed, and OpenRLHF's own TensorboardLogger must write into the
-folder named after the run.
+folder named after the run. The verl recipe's overrides are checked here too, as recorded arguments
+(verl itself is tested in tests/verl/, in its own environment).
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ from typing import Dict, List
 
 import pytest
 
+from openrlhf_cfpo.cli.train_ppo_ray import WANDB_KEY_FROM_ENV
+from openrlhf_cfpo.learning_rate import RLVR_LEARNING_RATES
 from openrlhf_cfpo.prompts import RLVR_SYSTEM_PROMPTS
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "examples" / "scripts"
 RLHF_RUN = SCRIPTS / "train_rlhf_llama3_8b.sh"
 RLVR_RUN = SCRIPTS / "train_rlvr_math_qwen2.5.sh"
+VERL_RUN = REPO / "examples" / "verl" / "train_rlvr_math.sh"
+TRL_RECIPE = REPO / "examples" / "trl" / "train_grpo_cfpo.py"
 MATH_REWARD = REPO / "openrlhf_cfpo" / "rewards" / "math_reward.py"
 # Model -> the size whose appendix B.1 system prompt it trains with (same for base and -Instruct).
 QWEN_SIZES = {f"Qwen/Qwen2.5-{size}{kind}": size for size in ("1.5B", "3B", "7B") for kind in ("", "-Instruct")}
@@ -240,7 +245,8 @@ def paper_iterations_grid() -> set:
 # --- recording the scripts --------------------------------------------------------------------
 
 def script_env(work: Path, **overrides: str) -> Dict[str, str]:
-    env = {key: val for key, val in os.environ.items() if key not in ("MODEL", "MODELS", "MATH_EVAL", "RUN_NAME")}
+    unset = ("MODEL", "MODELS", "MODEL_SIZE", "MATH_EVAL", "RUN_NAME", "WANDB_API_KEY", "SKIP_INVALID", "LAYOUT_ONLY")
+    env = {key: val for key, val in os.environ.items() if key not in unset}
     env.update(
         PYTHON=sys.executable,
         OUTPUT_ROOT=str(work / "runs"),
@@ -354,6 +360,8 @@ def test_table4_rlhf_runs_have_the_papers_hyperparameters(recipes, work):
         assert value(flags, "--data.prompt_dataset") == "OpenRLHF/prompt-collection-v0.1"
         assert int(value(flags, "--ds.zero_stage")) == 3
         assert float(value(flags, "--actor.entropy_coef")) == 0.0  # OpenRLHF then logs entropy
+        # "All RLHF experiments use default OpenRLHF hyperparameters": OpenRLHF's token-mean reduction.
+        assert "--actor.loss_agg_mode" not in flags
         name = f"rlhf_llama3_8b_{value(flags, '--actor.policy_loss_type')}_kl{value(flags, '--algo.kl.init_coef')}"
         check_run_folders(flags, work[0] / "runs", name)
     assert checked == set(table)  # every row of the paper's table is checked
@@ -394,6 +402,8 @@ def check_table3(flags: Flags) -> None:
     # "Unspecified fields inherit the TRL defaults": TRL trains num_train_epochs = 3 passes over the data.
     assert int(value(flags, "--train.num_episodes")) == 3
     assert value(flags, "--algo.advantage.estimator") == "group_norm"  # eq. (9), TRL's scale_rewards="group"
+    # eq. (8): (1/G) Σᵢ (1/|oᵢ|) Σₜ, each response's token mean, then the mean over the responses.
+    assert value(flags, "--actor.loss_agg_mode") == "seq-mean-token-mean"
     assert Path(value(flags, "--reward.remote_url")).samefile(MATH_REWARD)
     assert value(flags, "--data.label_key") == "solution"
     assert float(value(flags, "--actor.entropy_coef")) == 0.0  # OpenRLHF then logs entropy (Figure 8)
@@ -522,6 +532,50 @@ def test_finished_runs_are_skipped(script, recorder, work):
     assert recorder(f"again_{script.stem}", script, RUN_NAME=f"done_{script.stem}", MATH_EVAL="") == []
 
 
+def test_learning_rate_comes_from_one_rule_the_model_size_picks(recorder, work):
+    """Table 3's lr (7B: 1e-6, else 3e-6) is read from openrlhf_cfpo.learning_rate by every RLVR recipe;
+    MODEL_SIZE names the size for a model path that does not (the system prompt follows it too)."""
+    (flags,) = recorder("sized", RLVR_RUN, MODEL="/ckpt/policy", MODEL_SIZE="7B", RUN_NAME="sized", MATH_EVAL="")
+    assert float(value(flags, "--actor.adam.lr")) == RLVR_LEARNING_RATES["7B"] == paper_number(
+        paper_table("Table 3.")["Learning Rate"][1])
+    check_prompt_file(Path(value(flags, "--data.prompt_dataset")), Path(work[1]["MATH_TRAIN"]), "7B")
+    for recipe in (RLVR_RUN, VERL_RUN, TRL_RECIPE):  # none keeps a rule of its own
+        assert not re.search(r"\b[13]e-0?6\b", recipe.read_text()), recipe
+
+
+def test_wandb_key_reaches_the_launch_line_by_name_only(recorder, work):
+    """With WANDB_API_KEY set, both recipes enable wandb with --logger.wandb.key env:WANDB_API_KEY
+    (OpenRLHF 0.11.2 logs to wandb only with the flag): the key itself is in no flag and in none of the
+    script's output (`set -x` prints the launch line into the job's output)."""
+    _, _, env = work
+    secret = "0123456789abcdef0123456789abcdef01234567"
+    for script in (RLHF_RUN, RLVR_RUN):
+        (flags,) = recorder(f"wandb_{script.stem}", script, RUN_NAME=f"wandb_{script.stem}", MATH_EVAL="",
+                            WANDB_API_KEY=secret)
+        assert flags["--logger.wandb.key"] == [WANDB_KEY_FROM_ENV]
+        assert not any(secret in item for values in flags.values() for item in values)
+        (plain,) = recorder(f"plain_{script.stem}", script, RUN_NAME=f"plain_{script.stem}", MATH_EVAL="")
+        assert "--logger.wandb.key" not in plain
+    shown = run_script(RLHF_RUN, env(LAUNCHER="true", WANDB_API_KEY=secret, RUN_NAME="shown"))
+    assert shown.returncode == 0 and WANDB_KEY_FROM_ENV in shown.stderr  # the launch line was printed
+    assert secret not in shown.stdout + shown.stderr
+
+
+def test_verl_recipe_overrides_follow_table3_and_eq8(recorder, work, tmp_path):
+    """The verl recipe's overrides as recorded arguments (DRY_RUN=1 prepares no data): eq. (8)'s
+    normalization, TRL's weight decay 0 (Table 3: "Unspecified fields inherit the TRL defaults"; verl's
+    own default is 0.01) and the size's lr from the one rule."""
+    work_dir, _, env = work
+    done = run_script(VERL_RUN, env(LAUNCHER=str(work_dir / "record_argv"), RECORD_DIR=str(tmp_path), DRY_RUN="1",
+                                    MODEL="/ckpt/policy", MODEL_SIZE="7B", TRAIN_FILE="t", VAL_FILE="v"))
+    assert done.returncode == 0, done.stderr
+    (path,) = tmp_path.iterdir()
+    overrides = dict(item.split("=", 1) for item in path.read_text().split("\0")[:-1])
+    assert overrides["actor_rollout_ref.actor.loss_agg_mode"] == "seq-mean-token-mean"
+    assert float(overrides["actor_rollout_ref.actor.optim.weight_decay"]) == 0.0
+    assert float(overrides["actor_rollout_ref.actor.optim.lr"]) == RLVR_LEARNING_RATES["7B"]
+
+
 # --- through OpenRLHF's own parser --------------------------------------------------------------
 
 def assert_resolves_to(flags: Flags, resolved: Dict[str, object]) -> None:
@@ -602,7 +656,7 @@ def test_dry_run_round_trip(dry_runs, name):
         # TRL defaults the recipe leaves to OpenRLHF's equal defaults (Table 3: "inherit the TRL defaults").
         trl_defaults = {"actor.max_norm": 1.0, "actor.adam.weight_decay": 0.0, "rollout.top_p": 1.0}
         assert {key: resolved[key] for key in trl_defaults} == trl_defaults
-        assert resolved["actor.loss_agg_mode"] == "token-mean"  # TRL's bnpo/dapo: mean over all tokens
+        assert resolved["actor.loss_agg_mode"] == "seq-mean-token-mean"  # eq. (8), TRL's "grpo"
     else:
         assert (resolved["algo.kl.init_coef"], resolved["algo.advantage.estimator"]) == (1e-4, "rloo")
 

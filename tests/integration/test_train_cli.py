@@ -10,7 +10,15 @@ import openrlhf.utils.config
 import pytest
 import ray
 
-from openrlhf_cfpo.cli.train_ppo_ray import RUN_RECORD, CommandLineError, job_runtime_env, run_driver, with_cfpo_runtime_env
+from openrlhf_cfpo.cli.train_ppo_ray import (
+    RUN_RECORD,
+    WANDB_KEY_FROM_ENV,
+    CommandLineError,
+    job_runtime_env,
+    run_driver,
+    unflatten_namespace,
+    with_cfpo_runtime_env,
+)
 from openrlhf_cfpo.openrlhf_patch import ray_runtime_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -212,3 +220,66 @@ def test_console_entry_points(tmp_path):
         assert json.loads(out.stdout)["actor.policy_loss_type"] == "cfpo"
     help_out = subprocess.run([sys.executable, "-m", "openrlhf_cfpo.cli", "--help"], capture_output=True, text=True)
     assert help_out.returncode == 0 and "train" in help_out.stdout
+
+
+# --- wandb: the key stays in the environment ------------------------------------------------------------
+
+SECRET = "0123456789abcdef0123456789abcdef01234567"  # stands for a wandb API key
+
+
+def test_wandb_key_from_the_environment_resolves_without_showing_it(capsys, monkeypatch):
+    """`--logger.wandb.key env:WANDB_API_KEY` (what the recipes pass when WANDB_API_KEY is set) enables
+    OpenRLHF's wandb logger; the dry run shows that reference, never the key."""
+    monkeypatch.setenv("WANDB_API_KEY", SECRET)
+    code, out, err = dry_run(capsys, "--logger.wandb.key", WANDB_KEY_FROM_ENV)
+    assert code == 0 and json.loads(out)["logger.wandb.key"] == WANDB_KEY_FROM_ENV
+    assert SECRET not in out + err
+
+
+@pytest.mark.parametrize("key, environment, message", [
+    (SECRET, SECRET, "--logger.wandb.key takes no key on the command line"),
+    (WANDB_KEY_FROM_ENV, None, "WANDB_API_KEY is not set in the driver's environment"),
+])
+def test_wandb_key_on_the_command_line_or_missing_is_one_line(capsys, monkeypatch, key, environment, message):
+    if environment is None:
+        monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    else:
+        monkeypatch.setenv("WANDB_API_KEY", environment)
+    code, out, err = dry_run(capsys, "--logger.wandb.key", key)
+    assert_one_error_line(code, out, err, message)
+    assert SECRET not in err
+
+
+def test_wandb_key_is_in_neither_the_run_record_nor_the_wandb_runs_config(capsys, monkeypatch, tmp_path):
+    """The run record stores the arguments and the command line; OpenRLHF 0.11.2's WandbLogger uploads
+    its whole argument namespace as the run's config and logs in with the flag's value only when wandb
+    finds no key of its own (it reads WANDB_API_KEY). Both see the reference only."""
+    import wandb
+    from openrlhf.utils.logging_utils import WandbLogger
+
+    class Stop(Exception):
+        pass
+
+    def fake_ray_init(*args, **kwargs):
+        raise Stop  # right after the run record is written
+
+    monkeypatch.setenv("WANDB_API_KEY", SECRET)
+    monkeypatch.setattr(ray, "init", fake_ray_init)
+    argv = [*BASE, "--ckpt.output_dir", str(tmp_path), "--logger.wandb.key", WANDB_KEY_FROM_ENV]
+    monkeypatch.setattr(sys, "argv", ["openrlhf-cfpo", "train", *argv])
+    with pytest.raises(Stop):
+        run_driver(argv)
+    record = (tmp_path / RUN_RECORD).read_text()
+    assert json.loads(record)["config"]["logger.wandb.key"] == WANDB_KEY_FROM_ENV and SECRET not in record
+
+    capsys.readouterr()
+    code, out, _ = dry_run(capsys, "--logger.wandb.key", WANDB_KEY_FROM_ENV)
+    resolved = {}
+    args = unflatten_namespace(json.loads(out))
+    monkeypatch.setattr(wandb, "login", lambda **kwargs: resolved.setdefault("login", kwargs))
+    monkeypatch.setattr(wandb, "init", lambda **kwargs: resolved.setdefault("init", kwargs))
+    monkeypatch.setattr(wandb, "define_metric", lambda *args, **kwargs: None)
+    monkeypatch.setattr(wandb, "Table", lambda **kwargs: None)
+    WandbLogger(args)
+    assert "login" not in resolved  # wandb found the key in the environment
+    assert resolved["init"]["name"] == args.logger.wandb.run_name and SECRET not in repr(resolved["init"]["config"])

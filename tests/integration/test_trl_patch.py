@@ -14,7 +14,7 @@ from datasets import Dataset
 
 from openrlhf_cfpo import patch_trl, trl_patch
 from openrlhf_cfpo.objectives import trust_region_stats
-from openrlhf_cfpo.trl_patch import SUPPORTED_TRL_VERSION, check_trl_version, surrogate_compute_loss
+from openrlhf_cfpo.trl_patch import HOST_LOSS_TYPES, SUPPORTED_TRL_VERSION, check_trl_version, surrogate_compute_loss
 from tiny_chat_model import build_small_vocab_model
 from trl_without_gpu_stubs import import_trl_grpo
 
@@ -67,26 +67,28 @@ def same_parameters(a, b):
 # --- training end to end ---------------------------------------------------------------------------------
 
 
-def test_on_policy_cfpo_trains_exactly_like_dapo(model_dir, tmp_path):
-    """num_iterations=1: r = 1 on every token, where CFPO's gradient is PPO-clip's (−A): same run."""
-    dapo = train(model_dir, tmp_path / "dapo", loss_type="dapo", num_iterations=1, max_steps=3)
+def test_on_policy_cfpo_trains_exactly_like_grpo(model_dir, tmp_path):
+    """num_iterations=1: r = 1 on every token, where CFPO's gradient is PPO-clip's (−A): "cfpo" and TRL's
+    "grpo" (eq. 8's normalization, both) are the same run. ("cfpo_dapo" and "dapo": the bit-for-bit test
+    of the host path below.)"""
+    baseline = train(model_dir, tmp_path / "grpo", loss_type="grpo", num_iterations=1, max_steps=3)
     cfpo = train(model_dir, tmp_path / "cfpo", loss_type="cfpo", num_iterations=1, max_steps=3)
-    initial = make_trainer(model_dir, tmp_path / "init", loss_type="dapo")
-    assert not same_parameters(dapo, initial)  # the runs did train
-    assert same_parameters(cfpo, dapo)
-    assert [log.get("loss") for log in cfpo.state.log_history] == [log.get("loss") for log in dapo.state.log_history]
+    initial = make_trainer(model_dir, tmp_path / "init", loss_type="grpo")
+    assert not same_parameters(baseline, initial)  # the runs did train
+    assert same_parameters(cfpo, baseline)
+    assert [log.get("loss") for log in cfpo.state.log_history] == [log.get("loss") for log in baseline.state.log_history]
 
 
 def test_sample_reuse_gives_a_different_finite_update_and_logs_trust_region_metrics(model_dir, tmp_path):
     config = dict(num_iterations=2, max_steps=4)
-    dapo = train(model_dir, tmp_path / "dapo", loss_type="dapo", **config)
+    grpo = train(model_dir, tmp_path / "grpo", loss_type="grpo", **config)
     cfpo = train(model_dir, tmp_path / "cfpo", loss_type="cfpo", **config)
-    assert not same_parameters(cfpo, dapo)
+    assert not same_parameters(cfpo, grpo)
     assert all(torch.isfinite(p).all() for p in cfpo.model.parameters())
     steps = [log for log in cfpo.state.log_history if "loss" in log]
     assert len(steps) == 4 and all(math.isfinite(log["loss"]) for log in steps)
     # The first step of each batch is on-policy (r = 1): identical loss; the reuse step is where they part.
-    assert steps[0]["loss"] == dapo.state.log_history[0]["loss"]
+    assert steps[0]["loss"] == grpo.state.log_history[0]["loss"]
     for key in ("clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean", "clip_ratio/low_min",
                 "clip_ratio/high_max", "entropy"):
         assert all(key in log for log in steps), key
@@ -135,12 +137,20 @@ RATIOS = torch.tensor([
 ])
 
 
-def hand_cfpo_loss(ratio, advantages, mask):
-    """DAPO-normalized eq. (7)–(8), written out: −(r·A − |A|/(2ε)·(r−1)²), ε = ε_high if A > 0 else ε_low,
-    summed over completion tokens and divided by their number (one process, one accumulation step)."""
+def normalized(per_token, mask, loss_type, accumulation_steps):
+    """The reduction of ``loss_type``'s host, written out for one process: eq. (8) ("cfpo": each
+    completion's token mean, then the mean over completions, divided by the accumulation steps as
+    TRL's "grpo" does) or DAPO ("cfpo_dapo": token sum / token count of the generation batch)."""
+    if loss_type == "cfpo":
+        return ((per_token * mask).sum(-1) / mask.sum(-1)).mean() / accumulation_steps
+    return (per_token * mask).sum() / mask.sum()
+
+
+def hand_cfpo_loss(ratio, advantages, mask, loss_type, accumulation_steps):
+    """Eq. (7), written out: −(r·A − |A|/(2ε)·(r−1)²), ε = ε_high if A > 0 else ε_low, then reduced."""
     eps = torch.where(advantages > 0, EPS_HIGH, EPS_LOW)
     per_token = -(ratio * advantages - advantages.abs() / (2 * eps) * (ratio - 1) ** 2)
-    return (per_token * mask).sum() / mask.sum()
+    return normalized(per_token, mask, loss_type, accumulation_steps)
 
 
 def compute_loss(trainer, inputs, compute=None):
@@ -165,14 +175,17 @@ def cfpo_trainer(model_dir, tmp_path):
     return make_trainer(model_dir, tmp_path, loss_type="cfpo")
 
 
-def test_cfpo_loss_gradient_and_clip_ratio_on_a_fixed_batch_match_the_hand_computation(cfpo_trainer):
+@pytest.mark.parametrize("loss_type", ["cfpo", "cfpo_dapo"])
+def test_cfpo_loss_gradient_and_clip_ratio_on_a_fixed_batch_match_the_hand_computation(model_dir, tmp_path, loss_type):
+    cfpo_trainer = make_trainer(model_dir, tmp_path, loss_type=loss_type)
+    accumulation = cfpo_trainer.args.steps_per_generation
     inputs = fixed_batch(cfpo_trainer, RATIOS)
     loss, grads, logged = compute_loss(cfpo_trainer, inputs)
 
     cfpo_trainer.model.zero_grad()
     ratio = (completion_logps(cfpo_trainer.model, inputs) - inputs["old_per_token_logps"]).exp()
     adv, mask = inputs["advantages"].unsqueeze(1), inputs["completion_mask"].float()
-    expected = hand_cfpo_loss(ratio, adv, mask)
+    expected = hand_cfpo_loss(ratio, adv, mask, loss_type, accumulation)
     expected.backward()
     torch.testing.assert_close(loss, expected.detach(), rtol=1e-5, atol=1e-6)
     for got, want in zip(grads, (p.grad for p in cfpo_trainer.model.parameters())):
@@ -183,7 +196,7 @@ def test_cfpo_loss_gradient_and_clip_ratio_on_a_fixed_batch_match_the_hand_compu
     high = ((adv > 0) & (RATIOS > 1 + EPS_HIGH) & (mask > 0)).sum().item()
     assert low >= 2 and high >= 2
     ppo = -torch.min(RATIOS * adv, RATIOS.clamp(1 - EPS_LOW, 1 + EPS_HIGH) * adv)
-    assert abs(loss.item() - ((ppo * mask).sum() / mask.sum()).item()) > 1e-2
+    assert abs(loss.item() - normalized(ppo, mask, loss_type, accumulation).item()) > 1e-3
     # TRL's clip_ratio/* for CFPO: objectives.trust_region_stats's definition, and the hand count.
     stats = trust_region_stats(ratio.detach(), adv, mask, EPS_LOW, EPS_HIGH)
     assert logged["clip_ratio/region_mean"] == [pytest.approx(stats["clip_ratio"].item(), abs=1e-7)]
@@ -191,19 +204,22 @@ def test_cfpo_loss_gradient_and_clip_ratio_on_a_fixed_batch_match_the_hand_compu
     assert logged["clip_ratio/high_mean"] == [pytest.approx(high / mask.sum().item(), abs=1e-7)]
 
 
-def test_sequence_level_cfpo_uses_each_sequences_ratio(model_dir, tmp_path, caplog):
+@pytest.mark.parametrize("loss_type", ["cfpo", "cfpo_dapo"])
+def test_sequence_level_cfpo_uses_each_sequences_ratio(model_dir, tmp_path, caplog, loss_type):
     """Decision: importance_sampling_level="sequence" is supported. r becomes the sequence's
-    exp(mean log r) (GSPO's ratio, TRL's own), eq. (7) applies to it, and DAPO's normalization counts
-    it once per completion token (sequences weighted by length, as TRL's "dapo" does; a warning says so)."""
+    exp(mean log r) (GSPO's ratio, TRL's own) and eq. (7) applies to it. "cfpo" then averages per
+    sequence (GSPO's objective with CFPO's surrogate); "cfpo_dapo" counts it once per completion token
+    (sequences weighted by length, as TRL's "dapo" does; a warning says so)."""
     with caplog.at_level(logging.WARNING, logger=trl_patch.__name__):
-        trainer = make_trainer(model_dir, tmp_path, loss_type="cfpo", importance_sampling_level="sequence")
-    assert "importance_sampling_level='sequence'" in caplog.text
+        trainer = make_trainer(model_dir, tmp_path, loss_type=loss_type, importance_sampling_level="sequence")
+    assert ("importance_sampling_level='sequence'" in caplog.text) == (loss_type == "cfpo_dapo")
     inputs = fixed_batch(trainer, RATIOS)
     loss, _, logged = compute_loss(trainer, inputs)
     log_ratio = completion_logps(trainer.model, inputs).detach() - inputs["old_per_token_logps"]
     mask = inputs["completion_mask"].float()
     seq_ratio = ((log_ratio * mask).sum(-1) / mask.sum(-1)).exp().unsqueeze(1)
-    expected = hand_cfpo_loss(seq_ratio.expand_as(mask), inputs["advantages"].unsqueeze(1), mask)
+    expected = hand_cfpo_loss(seq_ratio.expand_as(mask), inputs["advantages"].unsqueeze(1), mask, loss_type,
+                              trainer.args.steps_per_generation)
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
     outside = trust_region_stats(seq_ratio, inputs["advantages"].unsqueeze(1), None, EPS_LOW, EPS_HIGH)
     assert logged["clip_ratio/region_mean"] == [pytest.approx(outside["clip_ratio"].item(), abs=1e-7)]
@@ -229,12 +245,13 @@ SETTINGS = {
 }
 
 
+@pytest.mark.parametrize("host", sorted(set(HOST_LOSS_TYPES.values())))
 @pytest.mark.parametrize("name", SETTINGS)
-def test_ppo_surrogate_path_reproduces_trls_dapo_bit_for_bit(model_dir, tmp_path, name):
-    """The substitution path run with the PPO-clip surrogate is TRL's "dapo", bit for bit (loss,
+def test_ppo_surrogate_path_reproduces_the_host_bit_for_bit(model_dir, tmp_path, name, host):
+    """The substitution path run with the PPO-clip surrogate is TRL's "grpo" / "dapo", bit for bit (loss,
     gradients, metrics): so CFPO gets exactly TRL's treatment around the surrogate."""
     config, extra_inputs = SETTINGS[name]
-    trainer = make_trainer(model_dir, tmp_path, loss_type="dapo", **config)
+    trainer = make_trainer(model_dir, tmp_path, loss_type=host, **config)
     if "importance_sampling_ratio" in extra_inputs:
         trainer.use_vllm = trainer.vllm_importance_sampling_correction = True  # as if vLLM had sampled
     inputs = fixed_batch(trainer, RATIOS)
@@ -243,7 +260,7 @@ def test_ppo_surrogate_path_reproduces_trls_dapo_bit_for_bit(model_dir, tmp_path
     for key, make in extra_inputs.items():
         inputs[key] = make(old, 0.1 * torch.randn(old.shape, generator=gen))
     expected = compute_loss(trainer, inputs, UPSTREAM_COMPUTE_LOSS)
-    got = compute_loss(trainer, inputs, lambda t, m, i: surrogate_compute_loss(t, m, i, "ppo"))
+    got = compute_loss(trainer, inputs, lambda t, m, i: surrogate_compute_loss(t, m, i, "ppo", host))
     assert torch.equal(got[0], expected[0])
     assert all(torch.equal(g, e) for g, e in zip(got[1], expected[1]))
     assert got[2] == expected[2] and "clip_ratio/region_mean" in got[2]
@@ -264,11 +281,10 @@ def test_cfpo_refuses_settings_it_cannot_honour_before_loading_the_model(tmp_pat
                     train_dataset=PROMPTS)
 
 
-def test_substitution_fails_loudly_when_trl_does_not_reach_the_clipped_surrogate(cfpo_trainer, monkeypatch):
+def test_substitution_fails_loudly_when_trl_does_not_reach_the_clipped_surrogate(cfpo_trainer):
     """Guard for a changed TRL: a host path without the clamp/min pair must not train silently."""
-    monkeypatch.setattr(trl_patch, "HOST_LOSS_TYPE", "sapo")
-    with pytest.raises(RuntimeError, match="did not reach its clipped surrogate"):
-        surrogate_compute_loss(cfpo_trainer, cfpo_trainer.model, fixed_batch(cfpo_trainer, RATIOS), "cfpo")
+    with pytest.raises(RuntimeError, match="did not reach its clipped surrogate for loss_type 'sapo'"):
+        surrogate_compute_loss(cfpo_trainer, cfpo_trainer.model, fixed_batch(cfpo_trainer, RATIOS), "cfpo", "sapo")
     assert cfpo_trainer.loss_type == "cfpo"  # restored
 
 

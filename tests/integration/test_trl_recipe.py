@@ -43,7 +43,7 @@ def parse(*argv, processes=1):
 
 @pytest.mark.parametrize("model", QWEN_MODELS)
 def test_config_carries_table3(model):
-    for loss_type in ("dapo", "cfpo"):
+    for loss_type in ("grpo", "cfpo"):
         recipe, config = parse("--model", model, "--loss_type", loss_type, "--iterations", 8)
         assert config.learning_rate == (1e-6 if "7B" in model else 3e-6)
         # 128 problems x group 3 per optimizer step; one generation batch per step, reused 8 times.
@@ -84,6 +84,8 @@ def test_command_line_overrides_the_recipe():
     (["--gradient_accumulation_steps", 3], "leave --gradient_accumulation_steps and --num_generations"),
     (["--num_generations", 4, "--per_device_train_batch_size", 4], "in groups of 4"),
     (["--iterations", 4, "--num_iterations", 2], "--iterations and --num_iterations disagree"),
+    (["--loss_type", "ppo"], "--loss_type ppo is not one the recipe trains; use grpo | cfpo | dapo | cfpo_dapo"),
+    (["--iterations", 0], "--iterations 0: the sample reuse is at least 1"),
 ])
 def test_settings_it_cannot_run_are_refused_in_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -180,21 +182,57 @@ def test_recipe_trains_writes_its_record_and_resumes(chat_model, six_problems, t
     assert {"rewards/math_reward/mean", "has_boxed_answer", "clip_ratio/region_mean"} <= logged
 
 
-def test_sweep_runs_the_tables_5_to_10_grid(tmp_path):
+def run_sweep(tmp_path, *args, **env):
+    """sweep_iterations.sh with a recorder as LAUNCHER (tmp_path/launched: each run's argv) and, as the
+    PYTHON that checks the runs, a stand-in that keeps the folder of records it is given (tmp_path/checked,
+    with its command line in `call`) and finds every run valid: the check itself,
+    which imports TRL (~10 s), runs in-process in the tests that read that folder."""
     recorder = tmp_path / "record_argv"
     recorder.write_text('#!/usr/bin/env bash\nprintf "%s\\0" "$@" > "$(mktemp "$RECORD_DIR/argv.XXXXXX")"\n')
-    recorder.chmod(0o755)
-    records = tmp_path / "records"
-    records.mkdir()
-    env = {**os.environ, "LAUNCHER": str(recorder), "RECORD_DIR": str(records), "MODEL": "Qwen/Qwen2.5-7B"}
-    subprocess.run(["bash", str(RECIPE_DIR / "sweep_iterations.sh"), "--seed", "7"], env=env, check=True,
-                   capture_output=True, timeout=60)
+    checker = tmp_path / "python"
+    checker.write_text('#!/usr/bin/env bash\ncp -r "${@: -1}" "$CHECKED" && echo "$*" > "$CHECKED/call"\n')
+    for script in (recorder, checker):
+        script.chmod(0o755)
+    (tmp_path / "launched").mkdir()
+    environment = {key: val for key, val in os.environ.items() if key not in ("SKIP_INVALID", "LAYOUT_ONLY")}
+    environment.update(LAUNCHER=str(recorder), RECORD_DIR=str(tmp_path / "launched"), PYTHON=str(checker),
+                       CHECKED=str(tmp_path / "checked"), MODEL="Qwen/Qwen2.5-7B", **env)
+    done = subprocess.run(["bash", str(RECIPE_DIR / "sweep_iterations.sh"), *args], env=environment,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    launched = [path.read_text().split("\0")[:-1] for path in sorted((tmp_path / "launched").iterdir())]
+    return launched, tmp_path / "checked"
+
+
+def test_sweep_runs_the_tables_5_to_10_grid(tmp_path, capsys):
+    launched, checked = run_sweep(tmp_path, "--seed", "7", NUM_PROCESSES="8")
     runs = []
-    for path in sorted(records.iterdir()):
-        script, *argv = path.read_text().split("\0")[:-1]
+    for script, *argv in launched:
         assert Path(script) == RECIPE_DIR / "train_grpo_cfpo.py"
-        runs.append(parse(*argv)[1])
+        runs.append(parse(*argv, processes=8)[1])
+    # The paper's GRPO and CFPO, both with eq. (8)'s normalization (TRL's "grpo", openrlhf_cfpo's "cfpo").
     assert sorted((c.loss_type, c.num_iterations) for c in runs) == sorted(
-        (loss, it) for loss in ("dapo", "cfpo") for it in (2, 4, 8, 16))
+        (loss, it) for loss in ("grpo", "cfpo") for it in (2, 4, 8, 16))
     assert all(c.seed == 7 and c.learning_rate == 1e-6 for c in runs)
     assert len({c.output_dir for c in runs}) == len(runs)
+    # Before launching, the sweep handed every run's flags to the recipe's check, with its process count.
+    recipe, flag, processes, _ = (checked / "call").read_text().split()
+    assert (Path(recipe), flag, processes) == (RECIPE_DIR / "train_grpo_cfpo.py", "--check_layouts", "8")
+    records = [(checked / f"{index}.layout").read_text().split("\0")[1:-1] for index in range(1, len(runs) + 1)]
+    assert sorted(records) == sorted(argv for _, *argv in launched)
+    assert recipe_module.check_layouts(8, str(checked)) == 0 and capsys.readouterr().out == ""
+
+
+def test_sweep_check_names_each_run_the_recipe_refuses(tmp_path, capsys):
+    """The check the sweep runs before any run (recipe_module.check_layouts on the sweep's records):
+    one line per run the recipe would refuse, naming the run and the recipe's reason."""
+    _, checked = run_sweep(tmp_path, ITERATIONS="2 0", LOSS_TYPES="cfpo cfpp", NUM_PROCESSES="5")
+    refused = {"--loss_type cfpo --iterations 0": "--iterations 0: the sample reuse is at least 1",
+               "--loss_type cfpp --iterations 2": "--loss_type cfpp is not one the recipe trains",
+               "--loss_type cfpp --iterations 0": "--loss_type cfpp is not one the recipe trains"}
+    layout = "384 per optimizer step is not a multiple of --per_device_train_batch_size 8 x 5 process(es)"
+    for processes, reasons in ((1, refused), (5, {**refused, "--loss_type cfpo --iterations 2": layout})):
+        assert recipe_module.check_layouts(processes, str(checked)) == 0
+        lines = [line.split("\t", 1)[1] for line in capsys.readouterr().out.splitlines()]
+        assert {line.split(": ", 1)[0] for line in lines} == set(reasons)
+        assert all(reasons[line.split(": ", 1)[0]] in line for line in lines), lines

@@ -93,3 +93,28 @@ def test_module_command_prints_the_prompt_or_one_error_line():
         "python -m openrlhf_cfpo.prompts: error: cannot tell the model size from '/ckpt/final' (the paper's RLVR "
         "prompts are per size: 1.5B, 3B, 7B); name it explicitly (pass SIZE: 1.5B | 3B | 7B)"
     ]
+
+
+# Table 3 of the paper (appendix B.1), its learning-rate row, quoted verbatim: columns "1.5B/3B" and "7B".
+PAPER_TABLE3_LR = "Parameter\t1.5B/3B\t7B\nLearning Rate\t3×10^{-6}\t1×10^{-6}"
+
+
+def test_learning_rates_are_table3s_and_the_shell_command_prints_them():
+    from openrlhf_cfpo.learning_rate import RLVR_LEARNING_RATES, rlvr_learning_rate, rlvr_learning_rate_for_model
+
+    header, row = (line.split("\t") for line in PAPER_TABLE3_LR.splitlines())
+    paper = {size: float(cell.replace("×10^{", "e").rstrip("}"))
+             for sizes, cell in zip(header[1:], row[1:]) for size in sizes.split("/")}
+    assert RLVR_LEARNING_RATES == paper and set(paper) == set(MODEL_SIZES)
+    assert rlvr_learning_rate_for_model("Qwen/Qwen2.5-7B-Instruct") == 1e-6
+    assert rlvr_learning_rate_for_model("/ckpt/final", "3B") == 3e-6
+    with pytest.raises(ValueError, match=r"cannot tell the model size from '/ckpt/final' \(the paper's RLVR learning"):
+        rlvr_learning_rate_for_model("/ckpt/final")
+    with pytest.raises(ValueError, match="no RLVR learning rate for model size '8B'"):
+        rlvr_learning_rate("8B")
+    command = [sys.executable, "-m", "openrlhf_cfpo.learning_rate"]
+    for argv, printed in ((["Qwen/Qwen2.5-7B"], 1e-6), (["/ckpt/final", "1.5B"], 3e-6)):
+        done = subprocess.run([*command, *argv], capture_output=True, text=True)
+        assert done.returncode == 0 and float(done.stdout) == printed
+    bad = subprocess.run([*command, "/ckpt/final"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stdout == "" and "pass SIZE: 1.5B | 3B | 7B" in bad.stderr

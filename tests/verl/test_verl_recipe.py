@@ -83,12 +83,14 @@ def test_grid_is_the_papers_32_runs_valid_in_verl(tmp_path, math_file, verl_conf
     assert len(names) == 32 and all(name.startswith("seed1_verl_math_Qwen2.5-3B_") for name in names)
     table3 = {
         "actor_rollout_ref.model.path": "Qwen/Qwen2.5-3B", "algorithm.adv_estimator": "grpo",
-        "data.train_batch_size": "128", "actor_rollout_ref.rollout.n": "3", "actor_rollout_ref.actor.optim.lr": "3e-6",
+        "data.train_batch_size": "128", "actor_rollout_ref.rollout.n": "3", "actor_rollout_ref.actor.optim.lr": "3e-06",
         "actor_rollout_ref.actor.use_kl_loss": "false", "algorithm.use_kl_in_reward": "false",
         "data.max_prompt_length": "512", "data.max_response_length": "3072",
         "actor_rollout_ref.rollout.temperature": "0.9", "actor_rollout_ref.actor.clip_ratio_low": "0.2",
         "actor_rollout_ref.actor.clip_ratio_high": "0.2", "actor_rollout_ref.actor.optim.lr_scheduler_type": "cosine",
         "actor_rollout_ref.actor.optim.lr_warmup_steps_ratio": "0.1", "actor_rollout_ref.actor.optim.betas": "[0.9,0.999]",
+        # eq. (8): each response's token mean, then the mean over the group; TRL's weight decay 0 (Table 3's caption)
+        "actor_rollout_ref.actor.loss_agg_mode": "seq-mean-token-mean", "actor_rollout_ref.actor.optim.weight_decay": "0.0",
         "reward.custom_reward_function.path": "pkg://openrlhf_cfpo.rewards.math_reward",
         "trainer.nnodes": "2", "trainer.n_gpus_per_node": "4", "trainer.save_freq": "50",
         "data.train_files": str(math_file), "data.val_files": str(math_file),
