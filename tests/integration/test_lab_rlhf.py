@@ -40,11 +40,15 @@ def world():
     torch.set_num_threads(before)
 
 
-def test_the_reward_model_learns_the_annotators_labels_and_its_length_bias(world):
-    *_, info = world
-    # the best any model can do against the annotator's noisy labels is about 0.83
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_reward_model_learns_the_annotators_labels_and_its_length_bias(world, seed):
+    config = world[0]
+    info = world[-1] if seed == 0 else rlhf_loop.train_reward_model(config, seed)[-1]
+    # the best any model can do against the annotator's noisy labels is about 0.83 (the default sweep's
+    # ten seeds: 0.76-0.80)
     assert info["rm_pair_accuracy"] > 0.65
     # of two responses with the same gold quality it prefers the longer one, as the annotator does
+    # (the default sweep's ten seeds: 0.83-0.91)
     assert info["rm_length_preference"] > 0.65
     assert info["rm_std"] > 0
 
