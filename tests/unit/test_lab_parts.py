@@ -305,13 +305,21 @@ def test_cli_defaults_are_labconfigs_and_flags_override_them():
                              objectives=("cfpo",), seeds=(3, 1), batch_ratios=(1, 4))
     # the bracketed defaults in --help document LabConfig's values
     help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["lab"].format_help().split())
-    defaults = LabConfig()
-    for shown in (",".join(defaults.objectives), ",".join(map(str, defaults.iterations_list)),
-                  ",".join(map(str, defaults.batch_ratios)) + "]", ",".join(map(str, defaults.seeds)) + "]",
-                  f"[{defaults.advantage}]", f"[{defaults.steps};",
-                  f"[{defaults.eps_low}]"):
-        assert shown in help_text
+    from openrlhf_cfpo.lab.rlhf_config import RLHFConfig
+
+    defaults, rlhf = LabConfig(), RLHFConfig()
+    assert rlhf.objectives == defaults.objectives and rlhf.seeds == defaults.seeds and rlhf.lr == defaults.lr
+    for shown in (",".join(defaults.objectives),
+                  f"[rlvr {','.join(map(str, defaults.iterations_list))}; rlhf {','.join(map(str, rlhf.iterations_list))}]",
+                  f"[rlvr {','.join(map(str, defaults.batch_ratios))}; rlhf {','.join(map(str, rlhf.batch_ratios))}]",
+                  ",".join(map(str, defaults.seeds)) + "]", f"[{defaults.advantage}]",
+                  f"[rlvr {defaults.steps}, rlhf {rlhf.steps};", f"[{defaults.eps_low}]",
+                  f"[{','.join(f'{b:g}' for b in rlhf.kl_coefs)}]", f"[{defaults.kl_coef:g}]"):
+        assert shown in help_text, shown
     assert float(re.search(r"learning rate \[([^\]]+)\]", help_text).group(1)) == defaults.lr
+    assert build_config(parse("--setting", "rlhf")) == rlhf
+    assert build_config(parse("--setting", "rlhf", "--kl-coef", "0.1, 0", "--seeds", "2")) == replace(
+        rlhf, kl_coefs=(0.1, 0.0), seeds=(2,))
 
 
 def test_cells_cover_the_grid_in_sweep_order_and_seeds_get_separate_streams():
