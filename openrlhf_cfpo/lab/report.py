@@ -53,7 +53,7 @@ VERDICTS = {
 }
 
 
-def _last_window_mean(history: List[Dict], key: str) -> float:
+def last_window_mean(history: List[Dict], key: str) -> float:
     """The mean of ``key`` over the last tenth of ``history`` (at least one step): ``FINAL_WINDOW``."""
     window = history[-max(1, len(history) // 10):]
     return sum(line[key] for line in window) / len(window)
@@ -65,7 +65,7 @@ def summarize_cell(history: List[Dict], initial_accuracy: float) -> Dict:
     peak_index = max(range(len(accuracies)), key=accuracies.__getitem__)
     best = max(initial_accuracy, accuracies[peak_index])
     first = history[0]
-    final_accuracy = _last_window_mean(history, "accuracy")
+    final_accuracy = last_window_mean(history, "accuracy")
     return {
         "objective": first["objective"],
         "iterations": first["iterations"],
@@ -77,15 +77,15 @@ def summarize_cell(history: List[Dict], initial_accuracy: float) -> Dict:
         "last_step_accuracy": accuracies[-1],
         "peak_accuracy": accuracies[peak_index],
         "peak_step": history[peak_index]["step"],
-        "final_reward": _last_window_mean(history, "reward_mean"),
-        "final_entropy": _last_window_mean(history, "entropy"),
+        "final_reward": last_window_mean(history, "reward_mean"),
+        "final_entropy": last_window_mean(history, "entropy"),
         "max_clip_ratio": max(line["clip_ratio"] for line in history),
         "max_ratio": max(line["ratio_max"] for line in history),
         "collapsed": final_accuracy < COLLAPSE_FRACTION * best,
     }
 
 
-def _groups(cells: Sequence[Dict], keys: Tuple[str, ...]) -> Dict[Tuple, List[Dict]]:
+def group_cells(cells: Sequence[Dict], keys: Tuple[str, ...]) -> Dict[Tuple, List[Dict]]:
     """``cells`` grouped by ``keys``, groups in first-seen order, each sorted by seed."""
     groups: Dict[Tuple, List[Dict]] = {}
     for cell in cells:
@@ -96,7 +96,7 @@ def _groups(cells: Sequence[Dict], keys: Tuple[str, ...]) -> Dict[Tuple, List[Di
 def aggregate(cells: Sequence[Dict]) -> List[Dict]:
     """Per (objective, iterations, batch ratio): mean and t-interval over seeds of ``AGGREGATED``."""
     rows = []
-    by_setting = _groups(cells, ("objective", "iterations", "batch_ratio"))
+    by_setting = group_cells(cells, ("objective", "iterations", "batch_ratio"))
     for (objective, iterations, batch_ratio), group in by_setting.items():
         row = {"objective": objective, "iterations": iterations, "batch_ratio": batch_ratio,
                "n_seeds": len(group), "seeds": [c["seed"] for c in group]}
@@ -149,7 +149,7 @@ def paired(cells: Sequence[Dict]) -> List[Dict]:
     the verdict, the verdicts an indistinguishable interval cannot tell apart (``undecided_between``)
     and whether a decided verdict is ``fragile``."""
     rows = []
-    for (iterations, batch_ratio), group in _groups(cells, ("iterations", "batch_ratio")).items():
+    for (iterations, batch_ratio), group in group_cells(cells, ("iterations", "batch_ratio")).items():
         by_objective = {name: {c["seed"]: c["final_accuracy"] for c in group if c["objective"] == name}
                         for name in ("ppo", "cfpo")}
         seeds = sorted(set(by_objective["ppo"]) & set(by_objective["cfpo"]))
@@ -276,7 +276,7 @@ def results_table(summary: Dict, batch_ratio: int) -> str:
     lines = [header, "|---|---:|---:|---:|---:|---:|",
              f"| Warm-up policy (start) | {_mean_pm(start, start_ci)} | | | | |"]
     peaks = {}
-    for (objective, iterations), group in _groups(
+    for (objective, iterations), group in group_cells(
         [c for c in summary["cells"] if c["batch_ratio"] == batch_ratio], ("objective", "iterations")
     ).items():
         peaks[(objective, iterations)] = t_interval([c["peak_accuracy"] for c in group])

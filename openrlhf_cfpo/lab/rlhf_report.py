@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
+from openrlhf_cfpo.lab.report import FINAL_WINDOW, group_cells, last_window_mean
 from openrlhf_cfpo.lab.rlhf_config import RLHFCell, RLHFConfig
 from openrlhf_cfpo.reporting.figures import Curve, plot_metric_grid
 from openrlhf_cfpo.reporting.intervals import BAND_METHOD, INTERVAL_METHOD, seed_band, t_interval
@@ -42,11 +43,6 @@ DIRECTIONS = {
 NAMES = {"ppo": "PPO-clip (RLOO)", "cfpo": "CFPO"}
 
 
-def _window_mean(history: List[Dict], key: str) -> float:
-    window = history[-max(1, len(history) // 10):]
-    return sum(line[key] for line in window) / len(window)
-
-
 def summarize_cell(cell: RLHFCell, history: List[Dict], evaluation: Dict, world: Dict) -> Dict:
     sft = world["sft_eval"]
     before = sft["skill_accuracy"]
@@ -57,23 +53,16 @@ def summarize_cell(cell: RLHFCell, history: List[Dict], evaluation: Dict, world:
         "length_change": evaluation["length"] - sft["length"],
         "skill_before": before,
         "alignment_tax": 100.0 * (before - evaluation["skill_accuracy"]) / before if before > 0 else float("nan"),
-        "final_reward": _window_mean(history, "reward_mean"),
-        "reward_rise": _window_mean(history, "reward_mean") - history[0]["reward_mean"],
-        "final_kl_to_ref": _window_mean(history, "kl_to_ref"),
+        "final_reward": last_window_mean(history, "reward_mean"),
+        "reward_rise": last_window_mean(history, "reward_mean") - history[0]["reward_mean"],
+        "final_kl_to_ref": last_window_mean(history, "kl_to_ref"),
         "max_clip_ratio": max(line["clip_ratio"] for line in history),
     }
 
 
-def _groups(rows: Sequence[Dict], keys: Tuple[str, ...]) -> Dict[Tuple, List[Dict]]:
-    groups: Dict[Tuple, List[Dict]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
-    return {k: sorted(v, key=lambda r: r["seed"]) for k, v in groups.items()}
-
-
 def aggregate(cells: Sequence[Dict]) -> List[Dict]:
     rows = []
-    for (objective, kl_coef, iterations, batch_ratio), group in _groups(
+    for (objective, kl_coef, iterations, batch_ratio), group in group_cells(
             cells, ("objective", "kl_coef", "iterations", "batch_ratio")).items():
         row = {"objective": objective, "kl_coef": kl_coef, "iterations": iterations, "batch_ratio": batch_ratio,
                "n_seeds": len(group)}
@@ -95,7 +84,7 @@ def direction(diffs: Sequence[float], interval) -> str:
 
 def paired(cells: Sequence[Dict]) -> List[Dict]:
     rows = []
-    for (kl_coef, iterations, batch_ratio), group in _groups(cells, ("kl_coef", "iterations", "batch_ratio")).items():
+    for (kl_coef, iterations, batch_ratio), group in group_cells(cells, ("kl_coef", "iterations", "batch_ratio")).items():
         by = {name: {c["seed"]: c for c in group if c["objective"] == name} for name in ("ppo", "cfpo")}
         seeds = sorted(set(by["ppo"]) & set(by["cfpo"]))
         if not seeds:
@@ -235,7 +224,7 @@ def write_outputs(out: Path, config: RLHFConfig, cells: Sequence[RLHFCell], hist
     rows = [summarize_cell(c, histories[c.name], results[c.name]["evaluation"], by_seed[c.seed]) for c in cells]
     summary = {
         "setting": "rlhf", "interval_method": INTERVAL_METHOD,
-        "final_window": "final values average the last tenth of the steps (at least one)",
+        "final_window": FINAL_WINDOW,
         "worlds": [{k: w[k] for k in ("seed", "key", "rm_pair_accuracy", "rm_length_preference", "rm_mean", "rm_std",
                                       "skill_accuracy", "sft_eval")} for w in worlds],
         "cells": rows, "aggregate": aggregate(rows), "paired": paired(rows),
