@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from openrlhf_cfpo.lab.report import FINAL_WINDOW, group_cells, last_window_mean
+from openrlhf_cfpo.lab.report import group_cells, last_window_mean
 from openrlhf_cfpo.lab.rlhf_config import RLHFCell, RLHFConfig
 from openrlhf_cfpo.reporting.figures import Curve, plot_metric_grid
 from openrlhf_cfpo.reporting.intervals import BAND_METHOD, INTERVAL_METHOD, seed_band, t_interval
@@ -224,7 +224,8 @@ def write_outputs(out: Path, config: RLHFConfig, cells: Sequence[RLHFCell], hist
     rows = [summarize_cell(c, histories[c.name], results[c.name]["evaluation"], by_seed[c.seed]) for c in cells]
     summary = {
         "setting": "rlhf", "interval_method": INTERVAL_METHOD,
-        "final_window": FINAL_WINDOW,
+        "final_window": "final_reward, final_kl_to_ref and the end of reward_rise average the last tenth of the "
+                        "steps (at least one)",
         "worlds": [{k: w[k] for k in ("seed", "key", "rm_pair_accuracy", "rm_length_preference", "rm_mean", "rm_std",
                                       "skill_accuracy", "sft_eval")} for w in worlds],
         "cells": rows, "aggregate": aggregate(rows), "paired": paired(rows),
