@@ -463,8 +463,8 @@ def write_outputs(
         "",
         "## Each seed's start",
         "",
-        f"The warm-up stops where its probe accuracy (greedy, on training problems) crosses the target; the "
-        f"held-out accuracy of that policy is where every cell of the seed starts.",
+        "The warm-up stops where its probe accuracy (greedy, on training problems) crosses the target; the "
+        "held-out accuracy of that policy is where every cell of the seed starts.",
         "",
         warmup_table(summary["warmup"]),
         "",
