@@ -15,6 +15,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,25 @@ def atomic_output(path: os.PathLike | str) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: os.PathLike | str) -> Iterator[Path]:
+    """A fresh temporary folder beside ``path`` to fill; renamed onto ``path`` when the block succeeds
+    (a cache entry appears whole or not at all), removed when it fails or when another process put a
+    ``path`` there first (same key, so the same contents)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError:
+        if not path.is_dir():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_text(path: os.PathLike | str, text: str) -> None:

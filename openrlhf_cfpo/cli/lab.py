@@ -29,7 +29,8 @@ def add_arguments(parser) -> None:
         help="rlvr: PPO-clip vs CFPO under sample reuse (Tables 5-10, Figures 4-8); rlhf: RLOO vs CFPO against a "
              "learned, length-biased reward model (Tables 1-2, Figure 3) [rlvr]")
     add("--objectives", help="comma-separated objectives from openrlhf_cfpo.objectives [ppo,cfpo]")
-    add("--iterations", help="comma-separated sample-reuse counts, passes over each rollout batch [rlvr 1,2,4,8,16; rlhf 1]")
+    add("--iterations", help="comma-separated sample-reuse counts, passes over each rollout batch "
+                             "[rlvr 1,2,4,8,16; rlhf 1]")
     add("--batch-ratio", help="comma-separated mini-batch updates per pass: rollout batch / mini-batch size "
                               "[rlvr 1; rlhf 16]")
     add("--seeds", help="comma-separated seeds, a run per cell each (init, data, order; rlhf: the whole world) "
@@ -43,9 +44,10 @@ def add_arguments(parser) -> None:
     add("--lr", type=float, help="RL learning rate [3e-4]")
     add("--quick", action="store_true", help="tiny model and few steps: a smoke run in well under a minute")
     add("--device", help="rlvr only: cpu or cuda [cpu]")
-    add("--threads", type=int, help="torch CPU threads per worker; with 1, a cell's numbers depend only on its settings "
-        "and seed on one kind of CPU and torch build (another processor picks other float kernels: docs/lab.md) [1]")
-    add("--out", type=Path, help="output folder; rerun with the same settings to resume [runs/lab/<timestamp>]")
+    add("--threads", type=int, help="torch CPU threads per worker; with 1, a cell's numbers depend only on its "
+        "settings and seed on one kind of CPU and torch build (another processor picks other float kernels: docs/lab.md) [1]")
+    add("--out", type=Path,
+        help="output folder; rerun with the same settings to resume [runs/lab/<timestamp>-<setting>]")
     add("--cache-dir", type=Path,
         help="warm-up checkpoint cache [$XDG_CACHE_HOME/openrlhf-cfpo/lab or ~/.cache/openrlhf-cfpo/lab]")
     add("--no-progress", action="store_true",
@@ -56,28 +58,21 @@ def _names(text: str):
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _int_list(flag: str):
+def _number_list(flag: str, number=int):
+    """A converter of a comma-separated list of ``number`` (int or float) for ``flag``, erring in one line."""
+    kind, example = ("integers", "1,4") if number is int else ("numbers", "0.05,0")
+
     def convert(text: str):
         try:
-            return tuple(int(part) for part in _names(text))
+            return tuple(number(part) for part in _names(text))
         except ValueError:
-            raise ValueError(f"{flag} takes comma-separated integers, e.g. {flag} 1,4; got {text!r}") from None
+            raise ValueError(f"{flag} takes comma-separated {kind}, e.g. {flag} {example}; got {text!r}") from None
 
     return convert
 
 
 # Flags that only one setting reads: given with the other, they are refused in one line.
 SETTING_ONLY = {"advantage": "rlvr", "device": "rlvr"}
-
-
-def _float_list(flag: str):
-    def convert(text: str):
-        try:
-            return tuple(float(part) for part in _names(text))
-        except ValueError:
-            raise ValueError(f"{flag} takes comma-separated numbers, e.g. {flag} 0.05,0; got {text!r}") from None
-
-    return convert
 
 
 def build_config(args):
@@ -89,21 +84,23 @@ def build_config(args):
             raise ValueError(f"--{name.replace('_', '-')} applies to --setting {setting} only; leave it out with "
                              f"--setting {args.setting}")
     flags = {
-        "objectives": (args.objectives, _names), "iterations_list": (args.iterations, _int_list("--iterations")),
-        "batch_ratios": (args.batch_ratio, _int_list("--batch-ratio")), "seeds": (args.seeds, _int_list("--seeds")),
+        "objectives": (args.objectives, _names),
+        "iterations_list": (args.iterations, _number_list("--iterations")),
+        "batch_ratios": (args.batch_ratio, _number_list("--batch-ratio")),
+        "seeds": (args.seeds, _number_list("--seeds")),
         "steps": (args.steps, None), "lr": (args.lr, None), "threads": (args.threads, None),
         "eps_low": (args.eps, None), "eps_high": (args.eps, None),
     }
     if args.setting == "rlhf":
         from openrlhf_cfpo.lab.rlhf_config import RLHFConfig, quick, validate
 
-        flags["kl_coefs"] = (args.kl_coef, _float_list("--kl-coef"))
+        flags["kl_coefs"] = (args.kl_coef, _number_list("--kl-coef", float))
         config = quick(RLHFConfig()) if args.quick else RLHFConfig()
     else:
         from openrlhf_cfpo.lab.config import LabConfig, quick, validate
 
         def one_value(text):
-            values = _float_list("--kl-coef")(text)
+            values = _number_list("--kl-coef", float)(text)
             if len(values) != 1:
                 raise ValueError(f"--kl-coef takes one value with --setting rlvr (a list is for --setting rlhf); "
                                  f"got {text!r}")

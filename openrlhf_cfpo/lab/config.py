@@ -142,7 +142,8 @@ def quick(config: LabConfig) -> LabConfig:
     return replace(config, **QUICK)
 
 
-def _check_list(flag: str, values: Tuple[int, ...], minimum: int, example: str) -> None:
+def check_list(flag: str, values: Tuple[float, ...], minimum: float, example: str) -> None:
+    """Raise ValueError unless ``values`` is non-empty, each >= ``minimum`` and none listed twice."""
     if not values:
         raise ValueError(f"{flag} is empty; give at least one value, e.g. {flag} {example}")
     if any(v < minimum for v in values):
@@ -151,8 +152,9 @@ def _check_list(flag: str, values: Tuple[int, ...], minimum: int, example: str) 
         raise ValueError(f"{flag} lists a value twice ({list(values)}); give each once")
 
 
-def validate(config: LabConfig) -> None:
-    """Raise ValueError naming the flag and the fix for the first invalid setting."""
+def check_cells(config, rollout: int, rollout_formula: str) -> None:
+    """The checks every lab setting shares: objectives, iteration counts, batch ratios (each dividing
+    the ``rollout`` batch, named by ``rollout_formula``), seeds and the trust region."""
     if not config.objectives:
         raise ValueError("--objectives is empty; give at least one of: " + ", ".join(OBJECTIVES))
     for name in config.objectives:
@@ -160,22 +162,24 @@ def validate(config: LabConfig) -> None:
             raise ValueError(f"--objectives: unknown objective {name!r}; choose from: {', '.join(OBJECTIVES)}")
     if len(set(config.objectives)) != len(config.objectives):
         raise ValueError("--objectives lists an objective twice; give each once")
-    _check_list("--iterations", config.iterations_list, 1, "1,4")
-    _check_list("--batch-ratio", config.batch_ratios, 1, "1,4")
-    _check_list("--seeds", config.seeds, 0, "0,1,2")
-    if config.advantage not in ADVANTAGE_ESTIMATORS:
-        raise ValueError(f"--advantage must be one of {', '.join(ADVANTAGE_ESTIMATORS)}; got {config.advantage!r}")
+    check_list("--iterations", config.iterations_list, 1, "1,4")
+    check_list("--batch-ratio", config.batch_ratios, 1, "1,4")
+    check_list("--seeds", config.seeds, 0, "0,1,2")
     try:
         check_trust_region(config.eps_low, config.eps_high)
     except ValueError as err:
         raise ValueError(f"--eps: {err}") from None
-    rollout = config.prompts_per_step * config.group_size
     for ratio in config.batch_ratios:
         if rollout % ratio:
-            raise ValueError(
-                f"--batch-ratio must divide the rollout batch of {rollout} responses "
-                f"(prompts_per_step x group_size); got {ratio}"
-            )
+            raise ValueError(f"--batch-ratio must divide the rollout batch of {rollout} responses ({rollout_formula}); "
+                             f"got {ratio}")
+
+
+def validate(config: LabConfig) -> None:
+    """Raise ValueError naming the flag and the fix for the first invalid setting."""
+    check_cells(config, config.prompts_per_step * config.group_size, "prompts_per_step x group_size")
+    if config.advantage not in ADVANTAGE_ESTIMATORS:
+        raise ValueError(f"--advantage must be one of {', '.join(ADVANTAGE_ESTIMATORS)}; got {config.advantage!r}")
     if config.group_size < 2:
         raise ValueError(
             f"group_size must be >= 2 (advantages compare responses to one prompt); got {config.group_size}"

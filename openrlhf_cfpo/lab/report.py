@@ -244,7 +244,7 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
-def _mean_pm(mean: float, interval, scale: float = 100.0, digits: int = 1) -> str:
+def mean_pm(mean: float, interval, scale: float = 100.0, digits: int = 1) -> str:
     """``mean ± half-width`` (the t-interval is symmetric); the mean alone without an interval."""
     if interval is None:
         return f"{scale * mean:.{digits}f}"
@@ -274,7 +274,7 @@ def results_table(summary: Dict, batch_ratio: int) -> str:
     header = ("| Model | held-out acc. % (final) | held-out acc. % (peak) | final entropy | max clip ratio "
               "| collapsed seeds |")
     lines = [header, "|---|---:|---:|---:|---:|---:|",
-             f"| Warm-up policy (start) | {_mean_pm(start, start_ci)} | | | | |"]
+             f"| Warm-up policy (start) | {mean_pm(start, start_ci)} | | | | |"]
     peaks = {}
     for (objective, iterations), group in group_cells(
         [c for c in summary["cells"] if c["batch_ratio"] == batch_ratio], ("objective", "iterations")
@@ -288,9 +288,9 @@ def results_table(summary: Dict, batch_ratio: int) -> str:
             peak = peaks[(objective, r["iterations"])]
             lines.append(
                 f"| + {name}-iteration {r['iterations']} "
-                f"| {_mean_pm(r['final_accuracy_mean'], r['final_accuracy_ci'])} "
-                f"| {_mean_pm(*peak)} | {_mean_pm(r['final_entropy_mean'], r['final_entropy_ci'], 1, 3)} "
-                f"| {_mean_pm(r['max_clip_ratio_mean'], r['max_clip_ratio_ci'], 1, 3)} "
+                f"| {mean_pm(r['final_accuracy_mean'], r['final_accuracy_ci'])} "
+                f"| {mean_pm(*peak)} | {mean_pm(r['final_entropy_mean'], r['final_entropy_ci'], 1, 3)} "
+                f"| {mean_pm(r['max_clip_ratio_mean'], r['max_clip_ratio_ci'], 1, 3)} "
                 f"| {r['n_collapsed']}/{r['n_seeds']} |"
             )
     return "\n".join(lines)

@@ -15,7 +15,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Dict, List, Tuple
 
-from openrlhf_cfpo.objectives import OBJECTIVES, check_trust_region
+from openrlhf_cfpo.lab.config import check_cells, check_list
 
 # β₁, chosen once by the rule in docs/lab.md ("β₁ by a rule fixed in advance") on on-policy runs.
 KL_COEF_1 = 0.02
@@ -147,28 +147,8 @@ def world_key(config: RLHFConfig, seed: int, fmt: int) -> str:
 
 def validate(config: RLHFConfig) -> None:
     """Raise ValueError naming the flag and the fix for the first invalid setting."""
-    for name in config.objectives:
-        if name not in OBJECTIVES:
-            raise ValueError(f"--objectives: unknown objective {name!r}; choose from: {', '.join(OBJECTIVES)}")
-    for flag, values in (("--objectives", config.objectives), ("--iterations", config.iterations_list),
-                         ("--batch-ratio", config.batch_ratios), ("--kl-coef", config.kl_coefs),
-                         ("--seeds", config.seeds)):
-        if not values:
-            raise ValueError(f"{flag} is empty; give at least one value")
-        if len(set(values)) != len(values):
-            raise ValueError(f"{flag} lists a value twice ({list(values)}); give each once")
-    if min(config.iterations_list) < 1 or min(config.batch_ratios) < 1 or min(config.seeds) < 0:
-        raise ValueError("--iterations and --batch-ratio must be >= 1 and --seeds >= 0")
-    if min(config.kl_coefs) < 0:
-        raise ValueError(f"--kl-coef values must be >= 0; got {list(config.kl_coefs)}")
-    try:
-        check_trust_region(config.eps_low, config.eps_high)
-    except ValueError as err:
-        raise ValueError(f"--eps: {err}") from None
-    for ratio in config.batch_ratios:
-        if config.rollout_size % ratio:
-            raise ValueError(f"--batch-ratio must divide the rollout batch of {config.rollout_size} responses "
-                             f"(prompts_per_step x samples_per_prompt); got {ratio}")
+    check_cells(config, config.rollout_size, "prompts_per_step x samples_per_prompt")
+    check_list("--kl-coef", config.kl_coefs, 0, "0.02,0")
     if config.samples_per_prompt < 2:
         raise ValueError("samples_per_prompt must be >= 2 (RLOO's baseline is the other samples of the prompt)")
     if config.hidden_size % config.num_heads:

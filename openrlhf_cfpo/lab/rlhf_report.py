@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from openrlhf_cfpo.lab.report import group_cells, last_window_mean
+from openrlhf_cfpo.lab.report import group_cells, last_window_mean, mean_pm
 from openrlhf_cfpo.lab.rlhf_config import RLHFCell, RLHFConfig
 from openrlhf_cfpo.reporting.figures import Curve, plot_metric_grid
 from openrlhf_cfpo.reporting.intervals import BAND_METHOD, INTERVAL_METHOD, seed_band, t_interval
@@ -29,7 +29,8 @@ FIGURE3_METRICS = ("reward_mean", "response_length_mean", "clip_ratio", "policy_
 METRICS = (
     ("win_rate", "raw win rate vs SFT, %", 100), ("lc_win_rate", "length-controlled win rate vs SFT, %", 100),
     ("gold_win_rate", "gold win rate vs SFT, %", 100), ("raw_minus_lc", "raw − LC win rate, points", 100),
-    ("instruction_following", "exact instruction following, %", 100), ("rm_score", "reward-model score (normalized)", 1),
+    ("instruction_following", "exact instruction following, %", 100),
+    ("rm_score", "reward-model score (normalized)", 1),
     ("length", "response length, characters", 1), ("length_change", "length change vs SFT, characters", 1),
     ("gold_quality", "gold quality", 1), ("skill_accuracy", "addition skill after RL, %", 100),
     ("alignment_tax", "alignment tax, % of the skill lost", 1), ("reward_rise", "reward-model score rise over RL", 1),
@@ -84,7 +85,8 @@ def direction(diffs: Sequence[float], interval) -> str:
 
 def paired(cells: Sequence[Dict]) -> List[Dict]:
     rows = []
-    for (kl_coef, iterations, batch_ratio), group in group_cells(cells, ("kl_coef", "iterations", "batch_ratio")).items():
+    groups = group_cells(cells, ("kl_coef", "iterations", "batch_ratio"))
+    for (kl_coef, iterations, batch_ratio), group in groups.items():
         by = {name: {c["seed"]: c for c in group if c["objective"] == name} for name in ("ppo", "cfpo")}
         seeds = sorted(set(by["ppo"]) & set(by["cfpo"]))
         if not seeds:
@@ -99,12 +101,6 @@ def paired(cells: Sequence[Dict]) -> List[Dict]:
                                    "direction": direction(diffs, interval)}
         rows.append(row)
     return rows
-
-
-def _pm(mean: float, interval, scale: float, digits: int = 1) -> str:
-    if interval is None:
-        return f"{scale * mean:.{digits}f}"
-    return f"{scale * mean:.{digits}f} ± {scale * (interval[1] - mean):.{digits}f}"
 
 
 TABLE1 = ("win_rate", "lc_win_rate", "gold_win_rate", "instruction_following", "rm_score", "length")
@@ -122,10 +118,10 @@ def table1(summary: Dict, kl_coef: float) -> str:
             sft.append("50 (itself)")
             continue
         label, scale = labels[key]
-        sft.append(_pm(*t_interval([w["sft_eval"][key] for w in worlds]), scale, 2 if scale == 1 else 1))
+        sft.append(mean_pm(*t_interval([w["sft_eval"][key] for w in worlds]), scale, 2 if scale == 1 else 1))
     lines.append("| SFT policy | " + " | ".join(sft) + " |")
     for row in (r for r in summary["aggregate"] if r["kl_coef"] == kl_coef):
-        cells = [_pm(row[f"{k}_mean"], row[f"{k}_ci"], labels[k][1], 2 if labels[k][1] == 1 else 1) for k in TABLE1]
+        cells = [mean_pm(row[f"{k}_mean"], row[f"{k}_ci"], labels[k][1], 2 if labels[k][1] == 1 else 1) for k in TABLE1]
         lines.append(f"| {NAMES.get(row['objective'], row['objective'])}, it{row['iterations']} br{row['batch_ratio']} "
                      f"| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -135,11 +131,11 @@ def table2(summary: Dict, kl_coef: float) -> str:
     """Table 2 layout for one β: the addition skill before (SFT) and after RL, and the relative drop."""
     before = t_interval([100 * w["sft_eval"]["skill_accuracy"] for w in summary["worlds"]])
     lines = ["| Model | addition skill, % | alignment tax, % (relative drop) |", "|---|---:|---:|",
-             f"| SFT policy | {_pm(*before, 1)} | |"]
+             f"| SFT policy | {mean_pm(*before, 1)} | |"]
     for row in (r for r in summary["aggregate"] if r["kl_coef"] == kl_coef):
         lines.append(f"| {NAMES.get(row['objective'], row['objective'])}, it{row['iterations']} br{row['batch_ratio']} "
-                     f"| {_pm(row['skill_accuracy_mean'], row['skill_accuracy_ci'], 100)} "
-                     f"| {_pm(row['alignment_tax_mean'], row['alignment_tax_ci'], 1)} |")
+                     f"| {mean_pm(row['skill_accuracy_mean'], row['skill_accuracy_ci'], 100)} "
+                     f"| {mean_pm(row['alignment_tax_mean'], row['alignment_tax_ci'], 1)} |")
     return "\n".join(lines)
 
 
@@ -182,7 +178,7 @@ def verdict_paragraph(summary: Dict) -> str:
     for row in summary["aggregate"]:
         if row["kl_coef"] == 0:
             moved.append(f"{NAMES.get(row['objective'], row['objective'])} "
-                         f"{_pm(row['reward_rise_mean'], row['reward_rise_ci'], 1, 2)}")
+                         f"{mean_pm(row['reward_rise_mean'], row['reward_rise_ci'], 1, 2)}")
     if moved:
         sentences.append("RL moved the policy: the reward-model score's rise over RL at β = 0 (final minus first "
                          "step, mean ± half-width over seeds) is " + ", ".join(moved) + ".")
@@ -194,11 +190,12 @@ def world_table(worlds: Sequence[Dict]) -> str:
              "| SFT instruction following % | SFT length |", "|---:|---:|---:|---:|---:|---:|"]
     for w in worlds:
         lines.append(f"| {w['seed']} | {w['rm_pair_accuracy']:.3f} | {w['rm_length_preference']:.3f} "
-                     f"| {100 * w['sft_eval']['skill_accuracy']:.1f} | {100 * w['sft_eval']['instruction_following']:.1f} "
+                     f"| {100 * w['sft_eval']['skill_accuracy']:.1f} "
+                     f"| {100 * w['sft_eval']['instruction_following']:.1f} "
                      f"| {w['sft_eval']['length']:.2f} |")
     accuracy = t_interval([w["rm_pair_accuracy"] for w in worlds])
     length = t_interval([w["rm_length_preference"] for w in worlds])
-    lines.append(f"| mean | {_pm(*accuracy, 1, 3)} | {_pm(*length, 1, 3)} | | | |")
+    lines.append(f"| mean | {mean_pm(*accuracy, 1, 3)} | {mean_pm(*length, 1, 3)} | | | |")
     return "\n".join(lines)
 
 

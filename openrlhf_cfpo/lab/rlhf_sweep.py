@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import os
 import shutil
 import sys
 import time
@@ -35,7 +34,7 @@ from openrlhf_cfpo.lab.engine import from_hf_state_dict, llama_config, to_hf_sta
 from openrlhf_cfpo.lab.rlhf_config import RLHFCell, RLHFConfig, world_key
 from openrlhf_cfpo.lab.workers import init_worker, on_step, portable_warning_filters, report_progress_to
 from openrlhf_cfpo.reporting.metrics import MetricsWriter, read_metrics_jsonl, write_tensorboard
-from openrlhf_cfpo.runinfo import atomic_output, atomic_write_json
+from openrlhf_cfpo.runinfo import atomic_folder, atomic_output, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -84,15 +83,10 @@ def load_or_build_world(config: RLHFConfig, seed: int, cache_dir: Path):
     info = {"seed": seed, "key": key, **sft_info, **rm_info,
             "sft_eval": {k: baseline[k] for k in ("instruction_following", "gold_quality", "rm_score", "length",
                                                   "skill_accuracy")}}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    _save_model(shape, sft, tmp / "sft", False)
-    _save_model(shape, rm, tmp / "rm", True)
-    (tmp / "world.json").write_text(json.dumps(info, indent=2))
-    try:
-        os.replace(tmp, path)
-    except OSError:  # another process cached the same key first; theirs is identical
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_folder(path) as tmp:
+        _save_model(shape, sft, tmp / "sft", False)
+        _save_model(shape, rm, tmp / "rm", True)
+        (tmp / "world.json").write_text(json.dumps(info, indent=2))
     return sft, rm, normalizer, info
 
 

@@ -16,8 +16,6 @@ import copy
 import hashlib
 import json
 import logging
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
@@ -29,6 +27,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from openrlhf_cfpo.lab.config import WARMUP_FIELDS, LabConfig, stream_seed
 from openrlhf_cfpo.lab.model import build_policy, exact_match, greedy_accuracy
 from openrlhf_cfpo.lab.task import VOCAB, AdditionTask
+from openrlhf_cfpo.runinfo import atomic_folder
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ class _WarmupState:
 
 def _save_checkpoint(model: LlamaForCausalLM, folder: Path) -> None:
     """config.json + model.safetensors (the Hugging Face layout, without its save machinery)."""
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     model.config.to_json_file(folder / "config.json")
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
 
@@ -175,12 +174,7 @@ def warm_start(
     model, info = train_warmup(config, seed, task)
     logger.info("seed %d: warm-up: %d steps, probe accuracy %.3f, held-out accuracy %.3f",
                 seed, info["steps"], info["probe_accuracy"], info["heldout_accuracy"])
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    _save_checkpoint(model, tmp)
-    (tmp / INFO_FILE).write_text(json.dumps(info, indent=2))
-    try:
-        os.replace(tmp, path)
-    except OSError:  # another process cached the same key first; theirs is identical
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_folder(path) as tmp:
+        _save_checkpoint(model, tmp)
+        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2))
     return model, info
