@@ -129,12 +129,6 @@ class StackedLlama:
         """A copy of model ``index``'s parameters."""
         return {name: p[index].detach().clone() for name, p in self.params.items()}
 
-    def select(self, indices: Sequence[int]) -> "StackedLlama":
-        """A new stack of copies of the models at ``indices``."""
-        index = torch.tensor(list(indices), dtype=torch.long)
-        return StackedLlama(self.shape, {n: p.detach()[index].clone() for n, p in self.params.items()},
-                            self.value_head)
-
     def requires_grad_(self, flag: bool = True) -> "StackedLlama":
         for p in self.params.values():
             p.requires_grad_(flag)
@@ -287,16 +281,10 @@ class StackedAdamW:
             exp_avg_sq.copy_(torch.where(keep, new_avg_sq, exp_avg_sq))
 
     def state(self, index: int) -> Dict[str, torch.Tensor]:
-        """Model ``index``'s optimizer state (copies), to rewind it with ``set_state``."""
+        """Model ``index``'s optimizer state (copies): its step count and moments."""
         return {"steps": self.steps[index].clone(),
                 **{f"avg/{n}": t[index].clone() for n, t in self.exp_avg.items()},
                 **{f"avg_sq/{n}": t[index].clone() for n, t in self.exp_avg_sq.items()}}
-
-    def set_state(self, index: int, state: Dict[str, torch.Tensor]) -> None:
-        self.steps[index] = state["steps"]
-        for n in self.exp_avg:
-            self.exp_avg[n][index] = state[f"avg/{n}"]
-            self.exp_avg_sq[n][index] = state[f"avg_sq/{n}"]
 
 
 # --- transformers interop ---------------------------------------------------------------------------
@@ -318,13 +306,15 @@ def hf_names(shape: Shape, value_head: bool = False) -> Dict[str, str]:
     return names
 
 
-def to_hf_state_dict(shape: Shape, params: Dict[str, torch.Tensor], value_head: bool = False) -> Dict[str, torch.Tensor]:
+def to_hf_state_dict(shape: Shape, params: Dict[str, torch.Tensor],
+                     value_head: bool = False) -> Dict[str, torch.Tensor]:
     """One model's parameters as a ``LlamaForCausalLM`` state dict (matrices transposed to (out, in))."""
     names = hf_names(shape, value_head)
     return {names[n]: (p.t() if p.dim() == 2 and n != "embed" else p).detach().contiguous() for n, p in params.items()}
 
 
-def from_hf_state_dict(shape: Shape, state: Dict[str, torch.Tensor], value_head: bool = False) -> Dict[str, torch.Tensor]:
+def from_hf_state_dict(shape: Shape, state: Dict[str, torch.Tensor],
+                       value_head: bool = False) -> Dict[str, torch.Tensor]:
     """The inverse of ``to_hf_state_dict``."""
     names = hf_names(shape, value_head)
     return {n: (state[h].t() if state[h].dim() == 2 and n != "embed" else state[h]).detach().clone().contiguous()

@@ -136,7 +136,8 @@ def train_reward_model(config: RLHFConfig, seed: int) -> Tuple[Dict[str, torch.T
         value_head=True).requires_grad_()
     optimizer = StackedAdamW(stack.params, lr=config.rm_lr, betas=(0.9, 0.999), weight_decay=0.0)
     data = torch.Generator().manual_seed(stream_seed(seed, "rm_data"))
-    train, heldout = world.preference_pairs(config.rm_pairs, data), world.preference_pairs(config.rm_heldout_pairs, data)
+    train = world.preference_pairs(config.rm_pairs, data)
+    heldout = world.preference_pairs(config.rm_heldout_pairs, data)
     for _ in range(config.rm_steps):
         pick = torch.randint(config.rm_pairs, (config.rm_batch_size,), generator=data)
         prompts = train.prompts.tokens[pick].repeat(2, 1)
@@ -309,8 +310,11 @@ def evaluate(config: RLHFConfig, seed: int, models: StackedLlama, sft: Dict[str,
     draw: AlpacaEval 2.0's judge gives a continuous preference (GPT-4's probability of its verdict),
     and its raw and length-controlled win rates are computed from those (``length_control``)."""
     shape, prompts = model_shape(config), evaluation_prompts(config)
-    baseline = sample(copies(shape, sft, 1), prompts.tokens, torch.Generator().manual_seed(stream_seed(seed, "eval")))[0]
-    responses = sample(models, prompts.tokens, torch.Generator().manual_seed(stream_seed(seed, "eval")))
+    def draws():  # the seed's evaluation draws, the same for the SFT policy and every model
+        return torch.Generator().manual_seed(stream_seed(seed, "eval"))
+
+    baseline = sample(copies(shape, sft, 1), prompts.tokens, draws())[0]
+    responses = sample(models, prompts.tokens, draws())
     scores = normalizer(reward_scores(copies(shape, rm, models.size, value_head=True), prompts.tokens, responses))
     skills = skill_accuracy(models)
     results = []

@@ -77,7 +77,8 @@ def test_keys_and_values_of_a_prefix_continue_the_sequence():
     prompts = ids[:, :2, :7]
     rows = torch.tensor([[0, 0, 1, 1, 1, 0]] * 2)
     _, cache = stack.logits(prompts)
-    gathered, _ = stack.logits(torch.gather(ids[:, :2, 7:], 1, rows[..., None].expand(-1, -1, 4)), repeat_rows(cache, rows))
+    gathered, _ = stack.logits(torch.gather(ids[:, :2, 7:], 1, rows[..., None].expand(-1, -1, 4)),
+                               repeat_rows(cache, rows))
     alone, _ = stack.logits(torch.gather(ids[:, :2], 1, rows[..., None].expand(-1, -1, 11)))
     torch.testing.assert_close(gathered, alone[:, :, 7:], **TOL)
 
