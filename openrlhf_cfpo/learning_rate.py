@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Dict, Optional
 
-from openrlhf_cfpo.prompts import MODEL_SIZES, paper_model_size
+from openrlhf_cfpo.prompts import MODEL_SIZES, paper_model_size, print_for_model
 
 # Model size (as the paper names it) -> Table 3's "Learning Rate" (columns "1.5B/3B" and "7B").
 RLVR_LEARNING_RATES: Dict[str, float] = {"1.5B": 3e-6, "3B": 3e-6, "7B": 1e-6}
@@ -32,16 +32,8 @@ def rlvr_learning_rate_for_model(model: str, size: Optional[str] = None) -> floa
 
 def main(argv=None) -> None:
     """``python -m openrlhf_cfpo.learning_rate MODEL [SIZE]`` prints MODEL's learning rate (the shell recipes)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m openrlhf_cfpo.learning_rate", description=main.__doc__)
-    parser.add_argument("model", help="Hub id or path; its name gives the size unless SIZE is given")
-    parser.add_argument("size", nargs="?", choices=MODEL_SIZES, help="the paper's model size")
-    args = parser.parse_args(argv)
-    try:
-        print(f"{rlvr_learning_rate_for_model(args.model, args.size):g}")
-    except ValueError as err:
-        parser.exit(2, f"{parser.prog}: error: {err} (pass SIZE: {' | '.join(MODEL_SIZES)})\n")
+    print_for_model("openrlhf_cfpo.learning_rate", main.__doc__,
+                    lambda model, size: f"{rlvr_learning_rate_for_model(model, size):g}", argv)
 
 
 if __name__ == "__main__":

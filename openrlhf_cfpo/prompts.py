@@ -73,18 +73,24 @@ def rlvr_system_prompt_for_model(model: str, size: Optional[str] = None) -> str:
     return rlvr_system_prompt(paper_model_size(model, size))
 
 
-def main(argv=None) -> None:
-    """``python -m openrlhf_cfpo.prompts MODEL [SIZE]`` prints MODEL's system prompt (the shell recipes)."""
+def print_for_model(module: str, description: str, setting_for_model, argv=None) -> None:
+    """``python -m MODULE MODEL [SIZE]``: print ``setting_for_model(MODEL, SIZE)``, the per-size RLVR
+    setting the shell recipes read; a model whose name states no paper size is one error line."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m openrlhf_cfpo.prompts", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
     parser.add_argument("model", help="Hub id or path; its name gives the size unless SIZE is given")
     parser.add_argument("size", nargs="?", choices=MODEL_SIZES, help="the paper's model size")
     args = parser.parse_args(argv)
     try:
-        print(rlvr_system_prompt_for_model(args.model, args.size))
+        print(setting_for_model(args.model, args.size))
     except ValueError as err:
         parser.exit(2, f"{parser.prog}: error: {err} (pass SIZE: {' | '.join(MODEL_SIZES)})\n")
+
+
+def main(argv=None) -> None:
+    """``python -m openrlhf_cfpo.prompts MODEL [SIZE]`` prints MODEL's system prompt (the shell recipes)."""
+    print_for_model("openrlhf_cfpo.prompts", main.__doc__, rlvr_system_prompt_for_model, argv)
 
 
 if __name__ == "__main__":
